@@ -1,0 +1,19 @@
+# Entry points: `make test` (the test command CI runs), `make dev` (the development environment).
+DEV ?= $(or $(ALCM_DEV_DIR),$(CURDIR)/.dev)
+PYTHON := $(DEV)/venv/bin/python
+export ALCM_DEV_DIR := $(DEV)
+
+.PHONY: dev test lock
+
+dev:
+	@bash scripts/dev_env.sh
+
+# Unit, integration and end-to-end tiers; pass PYTEST_ARGS="-m unit" (or a path) to narrow it.
+test: dev
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# Refresh constraints.txt from an unconstrained install of requirements-dev.txt + ComfyUI's requirements.
+lock:
+	@ALCM_LOCK=0 bash scripts/dev_env.sh
+	@{ sed -n '1,2p' constraints.txt; $(PYTHON) -m pip freeze --exclude-editable | LC_ALL=C sort -f; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
