@@ -1,0 +1,191 @@
+"""Motion-model checkpoints: normalise a state dict, tell its format from its keys, reject what is not one, load it.
+
+Functions take a state dict and the file's name (for error messages) rather than a path, so ComfyUI glue can read
+files with `comfy.utils.load_torch_file`; `read_state_dict` does the same without ComfyUI for tests and tools.
+Formats, from the keys alone (shared/docs/animatelcm-reference.md, sections 2 and 4):
+
+- `animatelcm_t2v`: no `pos_encoder.pe` keys (the encoding is computed in code, 64 frames).
+- `animatelcm_i2v`: the same plus the image encoder adapter (`img_encoder.*`).
+- `animatediff_v1`: stored encoding of 24 frames, no mid-block module.
+- `animatediff_v2_v3`: stored encoding of 32 frames. v2 and v3 have the same keys and shapes, so they cannot be
+  told apart and are reported together.
+- `animatediff`: another stored length (a fine-tune), loaded as is.
+"""
+
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from .motion_module import (COMPUTED_PE_LENGTH, FULL_WIDTH, GROUPS, AttentionFn, MotionModel, Operations,
+                            attention_sdpa)
+
+IMAGE_ENCODER_PREFIX = "img_encoder."
+WRAPPER_PREFIXES = ("module.",)  # added by torch.nn.DataParallel / DistributedDataParallel when saving
+KINDS_BY_PE_LENGTH = {None: "animatelcm_t2v", 24: "animatediff_v1", 32: "animatediff_v2_v3"}
+
+_LORA_KEY = re.compile(r"lora_down|lora_up|lora_unet_|[._]lora[._]")
+_DOWN_LEVEL_KEY = re.compile(r"down_blocks\.(\d+)\.motion_modules\.")
+_SHOWN = 3  # keys quoted in an error message
+
+
+class MotionModelFormatError(ValueError):
+    """The file is not an SD1.5 motion module this pack can load; the message says what was expected and found."""
+
+
+@dataclass(frozen=True)
+class MotionModelFormat:
+    """What a checkpoint holds. `pe_length` is the stored encoding length (None when computed in code);
+    `max_frames` is the longest clip one pass can take, the encoding length in effect."""
+
+    kind: str
+    width: tuple[int, ...]
+    pe_length: int | None
+    has_mid_block: bool
+    has_image_encoder: bool
+    max_frames: int
+
+
+@dataclass(frozen=True)
+class LoadedMotionModel:
+    """A loaded motion model, its format, and the I2V image-encoder weights (keys without `img_encoder.`), kept
+    aside for the I2V adapter; empty for other formats."""
+
+    model: MotionModel
+    format: MotionModelFormat
+    image_encoder: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a .safetensors file, or a pickled checkpoint with `torch.load(weights_only=True)` (never runs code)."""
+    path = Path(path)
+    try:
+        if path.suffix in (".safetensors", ".sft"):
+            return load_file(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise MotionModelFormatError(f"{path.name}: cannot read the file, it is corrupt or incomplete (download it "
+                                     f"again): {error}") from error
+
+
+def normalize_state_dict(state_dict: Mapping[str, object]) -> dict[str, torch.Tensor]:
+    """Unwrap a nested `state_dict`, drop non-tensor entries (training step counters) and strip `module.` prefixes."""
+    nested = state_dict.get("state_dict")
+    if isinstance(nested, Mapping):
+        state_dict = nested
+    normalized = {}
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        for prefix in WRAPPER_PREFIXES:
+            key = key.removeprefix(prefix)
+        normalized[key] = value
+    return normalized
+
+
+def detect_format(state_dict: Mapping[str, object], name: str) -> MotionModelFormat:
+    """Tell the format from the keys and check every key and shape against the model it describes.
+
+    `name` (the file name) starts every error message. Raises MotionModelFormatError for anything else: an empty
+    file, a LoRA, a full checkpoint, an SDXL or HotshotXL motion module, missing, unexpected or mis-shaped keys.
+    """
+    state_dict = normalize_state_dict(state_dict)
+    _reject_other_files(state_dict, name)
+    width = _width(state_dict, name)
+    pe_lengths = {v.shape[1] for k, v in state_dict.items() if k.endswith("pos_encoder.pe") and v.ndim == 3}
+    if len(pe_lengths) > 1:
+        raise MotionModelFormatError(f"{name}: expected one position-encoding length in all modules, found "
+                                     f"{sorted(pe_lengths)}")
+    pe_length = next(iter(pe_lengths), None)
+    has_image_encoder = any(k.startswith(IMAGE_ENCODER_PREFIX) for k in state_dict)
+    kind = "animatelcm_i2v" if has_image_encoder else KINDS_BY_PE_LENGTH.get(pe_length, "animatediff")
+    fmt = MotionModelFormat(kind=kind, width=width, pe_length=pe_length,
+                            has_mid_block=any(k.startswith("mid_block.motion_modules.") for k in state_dict),
+                            has_image_encoder=has_image_encoder, max_frames=pe_length or COMPUTED_PE_LENGTH)
+    _check_layout(state_dict, fmt, name)
+    return fmt
+
+
+def load_motion_model(state_dict: Mapping[str, object], name: str, operations: Operations = torch.nn,
+                      dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+                      attention: AttentionFn = attention_sdpa) -> LoadedMotionModel:
+    """Detect the format, build the MotionModel with `operations`/`dtype`/`device`/`attention` and load the
+    weights strictly (fp16 or fp32 files alike; they are cast to `dtype`, torch's default when None)."""
+    state_dict = normalize_state_dict(state_dict)
+    fmt = detect_format(state_dict, name)
+    image_encoder = {k.removeprefix(IMAGE_ENCODER_PREFIX): v for k, v in state_dict.items()
+                     if k.startswith(IMAGE_ENCODER_PREFIX)}
+    model = _build(fmt, operations=operations, dtype=dtype, device=device, attention=attention)
+    model.load_state_dict({k: v for k, v in state_dict.items() if not k.startswith(IMAGE_ENCODER_PREFIX)})
+    return LoadedMotionModel(model=model, format=fmt, image_encoder=image_encoder)
+
+
+def _build(fmt: MotionModelFormat, **kwargs) -> MotionModel:
+    return MotionModel(fmt.width, mid_block=fmt.has_mid_block, pe_length=fmt.pe_length, **kwargs)
+
+
+def _quote(keys) -> str:
+    keys = sorted(keys)
+    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    return ", ".join(keys[:_SHOWN]) + more
+
+
+def _reject_other_files(state_dict: dict[str, torch.Tensor], name: str) -> None:
+    """Recognise the files users most often put in the motion-model folder by mistake."""
+    if not state_dict:
+        raise MotionModelFormatError(f"{name}: expected a motion module, found no tensors at all")
+    if lora := [k for k in state_dict if _LORA_KEY.search(k)]:
+        raise MotionModelFormatError(f"{name}: this is a LoRA (keys such as {_quote(lora)}), not a motion module: "
+                                     "put it in models/loras and load it with a LoRA loader")
+    if full := [k for k in state_dict if k.startswith("model.diffusion_model.")]:
+        raise MotionModelFormatError(f"{name}: this is a full Stable Diffusion checkpoint (keys such as "
+                                     f"{_quote(full)}), not a motion module: load it with Load Checkpoint")
+    if hotshot := [k for k in state_dict if "temporal_attentions" in k]:
+        raise MotionModelFormatError(f"{name}: this is a HotshotXL (SDXL) motion module (keys such as "
+                                     f"{_quote(hotshot)}); expected an SD1.5 motion module (AnimateLCM or "
+                                     "AnimateDiff v1/v2/v3)")
+    if not any(".motion_modules." in k for k in state_dict):
+        raise MotionModelFormatError(f"{name}: expected motion-module keys such as down_blocks.0.motion_modules.0."
+                                     f"temporal_transformer.norm.weight, found {_quote(state_dict)}")
+
+
+def _width(state_dict: dict[str, torch.Tensor], name: str) -> tuple[int, ...]:
+    """Channels per down level, from the first module's proj_in of each level."""
+    levels = sorted({int(m.group(1)) for k in state_dict if (m := _DOWN_LEVEL_KEY.match(k))})
+    proj_in = [state_dict.get(f"down_blocks.{i}.motion_modules.0.temporal_transformer.proj_in.weight")
+               for i in levels]
+    found = tuple(w.shape[0] for w in proj_in if w is not None)
+    if len(levels) != len(FULL_WIDTH):
+        sdxl = " (an SDXL motion module?)" if len(levels) == 3 else ""
+        raise MotionModelFormatError(f"{name}: expected an SD1.5 motion module with {len(FULL_WIDTH)} down levels "
+                                     f"(channels {FULL_WIDTH}), found {len(levels)} down levels with channels "
+                                     f"{found}{sdxl}")
+    if len(found) != len(levels):
+        missing = [f"down_blocks.{i}.motion_modules.0.temporal_transformer.proj_in.weight"
+                   for i, w in zip(levels, proj_in) if w is None]
+        raise MotionModelFormatError(f"{name}: missing keys: {_quote(missing)}")
+    if any(c % GROUPS for c in found):
+        raise MotionModelFormatError(f"{name}: expected channels that are multiples of {GROUPS}, found {found}")
+    return found
+
+
+def _check_layout(state_dict: dict[str, torch.Tensor], fmt: MotionModelFormat, name: str) -> None:
+    """Compare keys and shapes with those of the model the format describes (built on the meta device: no memory)."""
+    expected = {k: tuple(v.shape) for k, v in _build(fmt, device="meta").state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state_dict.items() if not k.startswith(IMAGE_ENCODER_PREFIX)}
+    problems = []
+    if missing := expected.keys() - found.keys():
+        problems.append(f"{len(missing)} missing keys ({_quote(missing)})")
+    if unexpected := found.keys() - expected.keys():
+        problems.append(f"{len(unexpected)} unexpected keys ({_quote(unexpected)})")
+    if wrong := sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k]):
+        shapes = ", ".join(f"{k} expected {list(expected[k])} found {list(found[k])}" for k in wrong[:_SHOWN])
+        problems.append(f"{len(wrong)} keys with the wrong shape ({shapes})")
+    if problems:
+        raise MotionModelFormatError(f"{name}: not a valid {fmt.kind} motion module with channels {fmt.width}: "
+                                     + "; ".join(problems))

@@ -1,0 +1,13 @@
+"""The node list ComfyUI registers (through `comfy_entrypoint` in the pack's __init__.py)."""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .types import MOTION_MODELS, register_model_folder
+
+# Runs when ComfyUI loads the pack: ComfyExtension.on_load is never called in ComfyUI 0.3.75.
+register_model_folder(MOTION_MODELS)
+
+
+class AnimateLCMExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return []

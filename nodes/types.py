@@ -1,0 +1,22 @@
+"""Custom socket types and model folders, declared once for every node of the pack."""
+
+import os
+
+import folder_paths
+from comfy_api.latest import io
+
+# The folder every AnimateDiff pack uses, so users keep one copy of their motion modules.
+MOTION_MODELS = "animatediff_models"
+
+MotionModel = io.Custom("MOTION_MODEL")
+
+
+def register_model_folder(name: str) -> None:
+    """Add models/<name> (keeping paths other packs or extra_model_paths.yaml added) with the checkpoint extensions.
+
+    A folder name ComfyUI does not know gets an empty extension set, which lists every file; the set is replaced,
+    not mutated, because another pack may share it.
+    """
+    folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, name))
+    paths, extensions = folder_paths.folder_names_and_paths[name]
+    folder_paths.folder_names_and_paths[name] = (paths, set(extensions) | folder_paths.supported_pt_extensions)

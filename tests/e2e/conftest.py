@@ -1,0 +1,23 @@
+"""End-to-end tier: one real ComfyUI server per session, with the pack and the generated model files."""
+
+import pytest
+
+from animatelcm.tests.fixtures import motion_modules as mm
+from animatelcm.tests.fixtures.lora import lora_file
+from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
+from animatelcm.tests.fixtures.server import ComfyServer
+
+CHECKPOINT = "sd15_fixture.safetensors"
+LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    models = {
+        "checkpoints": {CHECKPOINT: checkpoint_file()},
+        "loras": {LORA: lora_file()},
+        "animatediff_models": {mm.OFFICIAL_NAMES["animatelcm_t2v"]: mm.motion_module_file("animatelcm_t2v")},
+    }
+    comfy = ComfyServer(tmp_path_factory.mktemp("comfyui"), models)
+    yield comfy
+    comfy.stop()
