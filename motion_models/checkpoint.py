@@ -12,14 +12,12 @@ Formats, from the keys alone (shared/docs/animatelcm-reference.md, sections 2 an
 - `animatediff`: another stored length (a fine-tune), loaded as is.
 """
 
-import pickle
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .motion_module import (COMPUTED_PE_LENGTH, FULL_WIDTH, GROUPS, AttentionFn, MotionModel, Operations,
@@ -58,7 +56,7 @@ class LoadedMotionModel:
 
     model: MotionModel
     format: MotionModelFormat
-    image_encoder: dict[str, torch.Tensor] = field(default_factory=dict)
+    image_encoder: dict[str, torch.Tensor]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -68,9 +66,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix in (".safetensors", ".sft"):
             return load_file(path)
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise MotionModelFormatError(f"{path.name}: cannot read the file, it is corrupt or incomplete (download it "
-                                     f"again): {error}") from error
+    except OSError:  # missing file, no permission: the message already names the path
+        raise
+    except Exception as error:  # damaged bytes fail in many ways (EOFError, KeyError, RuntimeError, SafetensorError)
+        raise MotionModelFormatError(f"{path.name}: cannot read the file: it is corrupt, incomplete (download "
+                                     f"it again) or not a weights file: {type(error).__name__}: {error}") from error
 
 
 def normalize_state_dict(state_dict: Mapping[str, object]) -> dict[str, torch.Tensor]:

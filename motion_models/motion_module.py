@@ -44,21 +44,25 @@ def attention_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int
 
 
 def sinusoidal_position_encoding(length: int, channels: int) -> torch.Tensor:
-    """pe[0, p, 2i] = sin(p / 10000^(2i/C)), pe[0, p, 2i+1] = cos(...), shape (1, length, C), float32."""
+    """pe[0, p, 2i] = sin(p / 10000^(2i/C)), pe[0, p, 2i+1] = cos(...), shape (1, length, C), float64."""
     position = torch.arange(length, dtype=torch.float64).unsqueeze(1)
     div_term = torch.exp(torch.arange(0, channels, 2, dtype=torch.float64) * (-math.log(10000.0) / channels))
     pe = torch.zeros(length, channels, dtype=torch.float64)
     pe[:, 0::2] = torch.sin(position * div_term)
     pe[:, 1::2] = torch.cos(position * div_term)
-    return pe.unsqueeze(0).float()
+    return pe.unsqueeze(0)
 
 
 class PositionalEncoding(nn.Module):
-    """Holds `pe`: saved with the weights when the file stores it (AnimateDiff), computed only otherwise (AnimateLCM)."""
+    """Holds `pe`: loaded from the file when it stores one (AnimateDiff), else computed here, unsaved (AnimateLCM)."""
 
-    def __init__(self, channels: int, length: int, stored: bool, device: torch.device | str | None = None):
+    def __init__(self, channels: int, length: int, stored: bool, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None):
         super().__init__()
-        self.register_buffer("pe", sinusoidal_position_encoding(length, channels).to(device), persistent=stored)
+        # At least float32: the encoding is added in the compute dtype, which may be wider than the storage dtype.
+        dtype = torch.promote_types(dtype or torch.float32, torch.float32)
+        pe = sinusoidal_position_encoding(length, channels).to(device=device, dtype=dtype)
+        self.register_buffer("pe", pe, persistent=stored)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.pe[:, : x.shape[1]].to(x.dtype)
@@ -72,7 +76,7 @@ class TemporalAttention(nn.Module):
                  attention: AttentionFn = attention_sdpa):
         super().__init__()
         factory = {"dtype": dtype, "device": device}
-        self.pos_encoder = PositionalEncoding(channels, pe_length, pe_stored, device)
+        self.pos_encoder = PositionalEncoding(channels, pe_length, pe_stored, **factory)
         self.to_q = operations.Linear(channels, channels, bias=False, **factory)
         self.to_k = operations.Linear(channels, channels, bias=False, **factory)
         self.to_v = operations.Linear(channels, channels, bias=False, **factory)
@@ -226,8 +230,8 @@ class Placement:
 def _level(count: int, channels: int, **kwargs) -> nn.Module:
     """One UNet level's motion modules, named `motion_modules.{j}.temporal_transformer` as in the checkpoints."""
     level = nn.Module()
-    level.motion_modules = nn.ModuleList(nn.ModuleDict({"temporal_transformer": TemporalTransformer(channels, **kwargs)})
-                                         for _ in range(count))
+    level.motion_modules = nn.ModuleList(
+        nn.ModuleDict({"temporal_transformer": TemporalTransformer(channels, **kwargs)}) for _ in range(count))
     return level
 
 
