@@ -1,0 +1,157 @@
+"""Puts a motion model into a clone of an SD1.5 MODEL through the model patcher's sanctioned extension points.
+
+- the motion model's own ModelPatcher is an additional model, so ComfyUI loads and offloads it with the UNet;
+- an injection inserts one `MotionModuleLayer` per temporal transformer into the UNet blocks at the end of
+  `patch_model()` and removes them on eject, so the layers never see weight patching and the input MODEL, and the
+  UNet once unpatched, stay exactly as they were;
+- a forward_timestep_embed patch runs those layers with the frame count of each cond/uncond chunk;
+- an OUTER_SAMPLE wrapper rejects clips longer than the position encoding before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from types import SimpleNamespace
+
+import torch
+
+import comfy.model_management
+import comfy.model_patcher
+import comfy.model_sampling
+import comfy.ops
+import comfy.utils
+from comfy.ldm.modules.attention import optimized_attention
+from comfy.ldm.modules.diffusionmodules.openaimodel import Upsample
+from comfy.patcher_extension import PatcherInjection, WrappersMP
+from comfy_extras.nodes_model_advanced import LCM
+
+from ..motion_models.checkpoint import LoadedMotionModel, MotionModelFormatError, load_motion_model
+from ..motion_models.motion_module import TemporalTransformer
+
+KEY = "animatelcm"
+
+# The schedule every SD1.5 motion model (AnimateLCM, AnimateDiff) was trained with: linear betas 0.00085 -> 0.012.
+TRAINING_BETAS = {"linear_start": 0.00085, "linear_end": 0.012}
+# Names as diffusers gives them -> ComfyUI's names ("sqrt_linear" is the true linear schedule).
+BETA_SCHEDULES = {"auto": "sqrt_linear", "linear": "sqrt_linear", "scaled_linear (SD1.5)": "linear"}
+
+
+@dataclass(frozen=True)
+class MotionModelPatcher:
+    """The MOTION_MODEL socket value: the loaded model, its format, and the ModelPatcher that manages its memory."""
+
+    name: str
+    loaded: LoadedMotionModel
+    patcher: comfy.model_patcher.ModelPatcher
+
+    @property
+    def is_animatelcm(self) -> bool:
+        return self.loaded.format.kind.startswith("animatelcm")
+
+
+def load_motion_model_file(path: str, name: str) -> MotionModelPatcher:
+    """Read a motion-module file safely (weights only), detect its format and wrap it for ComfyUI's memory management."""
+    try:
+        state_dict = comfy.utils.load_torch_file(path, safe_load=True)
+    except Exception as error:  # damaged bytes fail in many ways (EOFError, SafetensorError, UnpicklingError)
+        raise MotionModelFormatError(f"{name}: cannot read the file: it is corrupt, incomplete (download it again) "
+                                     f"or not a weights file ({type(error).__name__}: {error})") from error
+    load_device = comfy.model_management.get_torch_device()
+    dtype = comfy.model_management.unet_dtype(supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
+    # manual_cast computes in the dtype of the UNet's activations, whatever the storage dtype.
+    loaded = load_motion_model(state_dict, name, operations=comfy.ops.manual_cast, dtype=dtype,
+                               attention=optimized_attention)
+    patcher = comfy.model_patcher.ModelPatcher(loaded.model, load_device=load_device,
+                                               offload_device=comfy.model_management.unet_offload_device())
+    return MotionModelPatcher(name, loaded, patcher)
+
+
+class MotionModuleLayer(torch.nn.Module):
+    """Runs one temporal transformer inside a UNet block.
+
+    The transformer is held outside the module tree, so the UNet's state dict and ComfyUI's per-module weight
+    management never see it: its weights belong to the motion model's own patcher.
+    """
+
+    def __init__(self, transformer: TemporalTransformer, scale: float):
+        super().__init__()
+        self.__dict__["transformer"] = transformer
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
+        # calc_cond_batch stacks one chunk of all frames per cond/uncond entry: attend within each chunk.
+        chunks = len(transformer_options.get("cond_or_uncond") or [0])
+        return self.transformer(x, x.shape[0] // chunks, self.scale)
+
+
+def _run_motion_layer(layer: MotionModuleLayer, x, emb, context, transformer_options, *args):
+    return layer(x, transformer_options)
+
+
+def _remove_layers(unet) -> None:
+    for blocks in (unet.input_blocks, [unet.middle_block], unet.output_blocks):
+        for block in blocks:
+            for i in reversed(range(len(block))):
+                if isinstance(block[i], MotionModuleLayer):
+                    del block[i]
+
+
+def _inject(motion: MotionModelPatcher, scale: float, patcher: comfy.model_patcher.ModelPatcher) -> None:
+    unet = patcher.model.diffusion_model
+    _remove_layers(unet)  # another clone's layers, if that clone was never ejected, must not run twice
+    for placement, transformer in motion.loaded.model.in_unet_order():
+        attribute, index = placement.ldm_block
+        blocks = getattr(unet, attribute)
+        block = blocks if attribute == "middle_block" else blocks[index]
+        layer = MotionModuleLayer(transformer, scale)
+        if attribute == "middle_block":  # between the SpatialTransformer and the second ResBlock
+            block.insert(index + 1, layer)
+        else:  # after the ResBlock and SpatialTransformer, before any Upsample
+            upsample = [i for i, module in enumerate(block) if isinstance(module, Upsample)]
+            block.insert(upsample[0] if upsample else len(block), layer)
+
+
+def _eject(patcher: comfy.model_patcher.ModelPatcher) -> None:
+    _remove_layers(patcher.model.diffusion_model)
+
+
+def _check_frame_count(max_frames: int, executor, noise, *args, **kwargs):
+    frames = noise.shape[0]
+    model_options = executor.class_obj.model_options
+    if frames > max_frames and model_options.get("context_handler") is None:
+        raise ValueError(f"{frames} frames exceed the {max_frames} frames the motion model's position encoding covers: "
+                         f"add context windows (sliding windows of about 16 frames) or make the clip at most "
+                         f"{max_frames} frames long")
+    return executor(noise, *args, **kwargs)
+
+
+def motion_model_sampling(model: comfy.model_patcher.ModelPatcher, beta_schedule: str, lcm: bool):
+    """Discrete-time model sampling on the chosen beta schedule, with LCM boundary conditions when `lcm`."""
+    prediction = LCM if lcm else comfy.model_sampling.EPS
+
+    class MotionModelSampling(comfy.model_sampling.ModelSamplingDiscrete, prediction):
+        pass
+
+    settings = dict(model.model.model_config.sampling_settings, beta_schedule=BETA_SCHEDULES[beta_schedule])
+    if beta_schedule != "scaled_linear (SD1.5)":
+        settings.update(TRAINING_BETAS)
+    # ModelSamplingDiscrete reads only `sampling_settings` from the model config it is given.
+    return MotionModelSampling(SimpleNamespace(sampling_settings=settings))
+
+
+def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionModelPatcher, motion_scale: float,
+                        beta_schedule: str = "auto") -> comfy.model_patcher.ModelPatcher:
+    """A clone of `model` that runs `motion` in its UNet; `model` itself is left untouched."""
+    m = model.clone()
+    m.set_additional_models(KEY, [motion.patcher])
+    m.set_injections(KEY, [PatcherInjection(inject=partial(_inject, motion, motion_scale), eject=_eject)])
+    patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
+    if not any(layer_type is MotionModuleLayer for layer_type, _ in patches):
+        m.set_model_forward_timestep_embed_patch((MotionModuleLayer, _run_motion_layer))
+    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY,
+                           partial(_check_frame_count, motion.loaded.format.max_frames))
+    lcm = beta_schedule == "auto" and motion.is_animatelcm
+    m.add_object_patch("model_sampling", motion_model_sampling(m, beta_schedule, lcm))
+    m.set_attachments(KEY, motion)
+    return m

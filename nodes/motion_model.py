@@ -1,0 +1,53 @@
+"""Load a motion module and apply it to an SD1.5 MODEL."""
+
+import folder_paths
+from comfy_api.latest import io
+
+from .injection import BETA_SCHEDULES, attach_motion_model, load_motion_model_file
+from .types import MOTION_MODELS, MotionModel
+
+
+class LoadMotionModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ALCM_LoadMotionModel",
+            display_name="Load AnimateLCM Motion Model",
+            category="AnimateLCM",
+            description="Loads an SD1.5 motion module (AnimateLCM T2V/I2V, AnimateDiff v1/v2/v3) from "
+                        "models/animatediff_models. The format is told from the file's keys.",
+            inputs=[io.Combo.Input("model_name", options=folder_paths.get_filename_list(MOTION_MODELS),
+                                   tooltip="A .ckpt or .safetensors motion module; .ckpt files are read weights-only.")],
+            outputs=[MotionModel.Output(display_name="motion_model")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str) -> io.NodeOutput:
+        return io.NodeOutput(load_motion_model_file(folder_paths.get_full_path_or_raise(MOTION_MODELS, model_name),
+                                                    model_name))
+
+
+class ApplyMotionModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ALCM_ApplyMotionModel",
+            display_name="Apply AnimateLCM Motion Model",
+            category="AnimateLCM",
+            description="Returns a clone of the model whose UNet runs the motion module; the latent batch is the "
+                        "frame count.",
+            inputs=[
+                io.Model.Input("model"),
+                MotionModel.Input("motion_model"),
+                io.Float.Input("motion_scale", default=1.0, min=0.0, max=10.0, step=0.01,
+                               tooltip="Scales the temporal residual: 0 makes every frame independent."),
+                io.Combo.Input("beta_schedule", options=list(BETA_SCHEDULES), default="auto",
+                               tooltip="auto: the schedule the motion model was trained with (linear betas "
+                                       "0.00085-0.012), plus the LCM boundary conditions for AnimateLCM models."),
+            ],
+            outputs=[io.Model.Output(tooltip="A clone of the model with the motion module attached.")],
+        )
+
+    @classmethod
+    def execute(cls, model: io.Model.Type, motion_model, motion_scale: float, beta_schedule: str) -> io.NodeOutput:
+        return io.NodeOutput(attach_motion_model(model, motion_model, motion_scale, beta_schedule))
