@@ -9,6 +9,8 @@ from animatelcm.tests.fixtures.server import ComfyServer
 
 CHECKPOINT = "sd15_fixture.safetensors"
 LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
+MOTION_MODEL = mm.OFFICIAL_NAMES["animatelcm_t2v"]
+NOT_A_MOTION_MODULE = "a_lora_in_the_wrong_folder.safetensors"
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +18,10 @@ def server(tmp_path_factory):
     models = {
         "checkpoints": {CHECKPOINT: checkpoint_file()},
         "loras": {LORA: lora_file()},
-        "animatediff_models": {mm.OFFICIAL_NAMES["animatelcm_t2v"]: mm.motion_module_file("animatelcm_t2v")},
+        "animatediff_models": {
+            mm.OFFICIAL_NAMES["animatelcm_t2v"]: mm.motion_module_file("animatelcm_t2v", fmt="ckpt"),
+            NOT_A_MOTION_MODULE: lora_file(),
+        },
     }
     comfy = ComfyServer(tmp_path_factory.mktemp("comfyui"), models)
     yield comfy
