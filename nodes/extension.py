@@ -3,6 +3,7 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .motion_model import ApplyMotionModel, LoadMotionModel
+from .sampling import KSampler, Sampler, Scheduler
 from .types import MOTION_MODELS, register_model_folder
 
 # Runs when ComfyUI loads the pack: ComfyExtension.on_load is never called in ComfyUI 0.3.75.
@@ -11,4 +12,4 @@ register_model_folder(MOTION_MODELS)
 
 class AnimateLCMExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LoadMotionModel, ApplyMotionModel]
+        return [LoadMotionModel, ApplyMotionModel, Scheduler, Sampler, KSampler]

@@ -140,6 +140,10 @@ def motion_model_sampling(model: comfy.model_patcher.ModelPatcher, beta_schedule
     return MotionModelSampling(SimpleNamespace(sampling_settings=settings))
 
 
+def applied_motion_model(model: comfy.model_patcher.ModelPatcher) -> MotionModelPatcher | None:
+    return model.get_attachment(KEY)
+
+
 def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionModelPatcher, motion_scale: float,
                         beta_schedule: str = "auto") -> comfy.model_patcher.ModelPatcher:
     """A clone of `model` that runs `motion` in its UNet; `model` itself is left untouched."""
