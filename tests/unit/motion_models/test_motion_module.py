@@ -1,8 +1,9 @@
 """The motion module against an independent reference written from animatelcm-reference.md section 2.
 
-The reference below uses explicit operations only (per-frame group statistics by reshape, softmax(QK^T / sqrt(d)) V,
-the sinusoidal formula as the doc writes it) and runs in float64 on the raw state dict, so a wrong key mapping, a
-transposed reshape or diffusers' all-frames normalisation shows up as a numeric difference.
+The reference (tests/fixtures/reference_motion.py) uses explicit operations only (per-frame group statistics by
+reshape, softmax(QK^T / sqrt(d)) V, the sinusoidal formula as the doc writes it) and runs in float64 on the raw
+state dict, so a wrong key mapping, a transposed reshape or diffusers' all-frames normalisation shows up as a
+numeric difference.
 """
 
 import math
@@ -15,75 +16,9 @@ from torch import nn
 from animatelcm.motion_models.checkpoint import load_motion_model
 from animatelcm.motion_models.motion_module import MotionModel, Placement, TemporalTransformer
 from animatelcm.tests.fixtures import motion_modules as mm
+from animatelcm.tests.fixtures.reference_motion import reference_module
 
 TOLERANCE = 1e-5  # float32 model against the float64 reference
-
-
-def reference_pe(length: int, channels: int) -> torch.Tensor:
-    """pe[p, 2i] = sin(p / 10000^(2i/C)), pe[p, 2i+1] = cos(p / 10000^(2i/C))."""
-    p = torch.arange(length, dtype=torch.float64)[:, None]
-    two_i = torch.arange(0, channels, 2, dtype=torch.float64)
-    angle = p / 10000.0 ** (two_i / channels)
-    pe = torch.empty(length, channels, dtype=torch.float64)
-    pe[:, 0::2], pe[:, 1::2] = torch.sin(angle), torch.cos(angle)
-    return pe
-
-
-def layer_norm(h, weight, bias, eps=1e-5):
-    mean = h.mean(-1, keepdim=True)
-    var = ((h - mean) ** 2).mean(-1, keepdim=True)
-    return (h - mean) / torch.sqrt(var + eps) * weight + bias
-
-
-def group_norm(x, num_frames, weight, bias, per_frame=True, eps=1e-6):
-    """32 groups; statistics over one frame (the original) or over all frames of a clip (diffusers)."""
-    bf, c, h, w = x.shape
-    groups = x.reshape(bf, 32, c // 32, h * w) if per_frame else \
-        rearrange(x, "(b f) (g k) h w -> b g (k f h w)", f=num_frames, g=32)
-    flat = groups.reshape(groups.shape[0], 32, -1)
-    mean = flat.mean(-1, keepdim=True)
-    var = ((flat - mean) ** 2).mean(-1, keepdim=True)
-    normed = ((flat - mean) / torch.sqrt(var + eps)).reshape(groups.shape)
-    normed = normed.reshape(bf, c, h, w) if per_frame else \
-        rearrange(normed, "b g (k f h w) -> (b f) (g k) h w", f=num_frames, h=h, w=w)
-    return normed * weight[:, None, None] + bias[:, None, None]
-
-
-def gelu(x):
-    return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
-
-
-def reference_module(sd, prefix, x, num_frames, per_frame=True):
-    """One motion module, steps 1-5 of the doc, float64."""
-    w = {k.removeprefix(prefix): v.double() for k, v in sd.items() if k.startswith(prefix)}
-    x = x.double()
-    bf, c, height, width = x.shape
-    heads, dim = 8, c // 8
-    # 1-2. per-frame group norm, tokens per frame, proj_in
-    h = group_norm(x, num_frames, w["norm.weight"], w["norm.bias"], per_frame)
-    h = h.permute(0, 2, 3, 1).reshape(bf, height * width, c)
-    h = h @ w["proj_in.weight"].T + w["proj_in.bias"]
-    # 3. two temporal self-attention blocks
-    for a in range(2):
-        blk = f"transformer_blocks.0.attention_blocks.{a}."
-        y = layer_norm(h, w[f"transformer_blocks.0.norms.{a}.weight"], w[f"transformer_blocks.0.norms.{a}.bias"])
-        y = rearrange(y, "(b f) d c -> (b d) f c", f=num_frames)
-        stored = w.get(f"{blk}pos_encoder.pe")
-        y = y + (stored[0, :num_frames] if stored is not None else reference_pe(num_frames, c))
-        q, k, v = (rearrange(y @ w[f"{blk}{n}.weight"].T, "n f (h d) -> n h f d", h=heads)
-                   for n in ("to_q", "to_k", "to_v"))
-        attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dim), dim=-1) @ v
-        out = rearrange(attn, "n h f d -> n f (h d)") @ w[f"{blk}to_out.0.weight"].T + w[f"{blk}to_out.0.bias"]
-        h = h + rearrange(out, "(b d) f c -> (b f) d c", d=height * width)
-    # 4. GEGLU feed-forward
-    y = layer_norm(h, w["transformer_blocks.0.ff_norm.weight"], w["transformer_blocks.0.ff_norm.bias"])
-    y = y @ w["transformer_blocks.0.ff.net.0.proj.weight"].T + w["transformer_blocks.0.ff.net.0.proj.bias"]
-    a, g = y[..., : 4 * c], y[..., 4 * c:]
-    y = (a * gelu(g)) @ w["transformer_blocks.0.ff.net.2.weight"].T + w["transformer_blocks.0.ff.net.2.bias"]
-    h = h + y
-    # 5. proj_out, back to images, residual
-    h = h @ w["proj_out.weight"].T + w["proj_out.bias"]
-    return x + h.reshape(bf, height, width, c).permute(0, 3, 1, 2)
 
 
 def loaded(kind):
