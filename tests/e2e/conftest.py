@@ -7,7 +7,7 @@ from animatelcm.tests.fixtures.lora import lora_file
 from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
 from animatelcm.tests.fixtures.server import ComfyServer
 
-CHECKPOINT = "sd15_fixture.safetensors"
+CHECKPOINT = "v1-5-pruned-emaonly.safetensors"  # the name the shipped workflows use
 LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
 MOTION_MODEL = mm.OFFICIAL_NAMES["animatelcm_t2v"]
 NOT_A_MOTION_MODULE = "a_lora_in_the_wrong_folder.safetensors"
