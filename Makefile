@@ -3,7 +3,7 @@ DEV ?= $(or $(ALCM_DEV_DIR),$(CURDIR)/.dev)
 PYTHON := $(DEV)/venv/bin/python
 export ALCM_DEV_DIR := $(DEV)
 
-.PHONY: dev test lock
+.PHONY: dev test run lock
 
 dev:
 	@bash scripts/dev_env.sh
@@ -11,6 +11,10 @@ dev:
 # Unit, integration and end-to-end tiers; pass PYTEST_ARGS="-m unit" (or a path) to narrow it.
 test: dev
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# The main job: text-to-video through ComfyUI's HTTP API; pass RUN_ARGS="--prompt '...' --seed 1" and so on.
+run: dev
+	$(PYTHON) scripts/main_job.py $(RUN_ARGS)
 
 # Refresh constraints.txt from an unconstrained install of requirements-dev.txt + ComfyUI's requirements.
 lock:

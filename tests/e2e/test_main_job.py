@@ -1,0 +1,32 @@
+"""The README's main job (scripts/main_job.py): real files placed under their official names are used, and a
+second run never overwrites the first video."""
+
+import subprocess
+import sys
+
+import av
+
+from animatelcm.tests.fixtures import motion_modules as mm
+from animatelcm.tests.fixtures.comfy import ROOT
+from animatelcm.tests.fixtures.lora import lora_file
+from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
+
+
+def test_main_job_uses_placed_files_and_keeps_every_video(tmp_path):
+    models = tmp_path / "models"
+    for folder, name, source in [("checkpoints", "my_sd15.safetensors", checkpoint_file()),
+                                 ("loras", "AnimateLCM_sd15_t2v_lora.safetensors", lora_file()),
+                                 ("animatediff_models", "AnimateLCM_sd15_t2v.ckpt",
+                                  mm.motion_module_file("animatelcm_t2v", fmt="ckpt"))]:
+        (models / folder).mkdir(parents=True)
+        (models / folder / name).symlink_to(source)
+    command = [sys.executable, str(ROOT / "scripts" / "main_job.py"), "--models", str(models), "--checkpoint",
+               "my_sd15.safetensors", "--size", "64", "--frames", "8", "--output", str(tmp_path / "videos")]
+    for run in range(2):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "RANDOM" not in done.stdout and "step 4/4" in done.stdout
+    videos = sorted((tmp_path / "videos").iterdir())
+    assert [v.name for v in videos] == ["animatelcm_t2v_seed123456_001.mp4", "animatelcm_t2v_seed123456_002.mp4"]
+    with av.open(str(videos[0])) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 8
