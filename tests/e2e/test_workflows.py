@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from animatelcm.tests.fixtures.server import PromptError
 from animatelcm.tests.fixtures.workflows import api_twin, is_widget, strip_meta, ui_to_api, ui_workflows
 
 WORKFLOWS = ui_workflows()
@@ -49,6 +50,8 @@ def test_text_to_video_api_workflow_writes_a_16_frame_video_and_repeats_exactly(
         history = server.run(prompt)
         cached = {node for e in server.events if e["type"] == "execution_cached" for node in e["data"]["nodes"]}
         assert "8" not in cached, "the sampler came from the cache: the repeat proves nothing"
+        progress = [e["data"]["value"] for e in server.events if e["type"] == "progress" and e["data"]["node"] == "8"]
+        assert progress == [1, 2, 3, 4] and server.previews >= 4
         [video] = history["outputs"]["11"]["images"]
         path = server.output_dir / video["subfolder"] / video["filename"]
         assert path.suffix == ".mp4"
@@ -60,3 +63,18 @@ def test_text_to_video_api_workflow_writes_a_16_frame_video_and_repeats_exactly(
     first, second = runs
     assert len(first) == 16 and all(np.array_equal(a, b) for a, b in zip(first, second))
     assert not np.array_equal(first[0], first[15])
+
+
+def test_a_long_sampling_run_can_be_interrupted(server):
+    prompt = copy.deepcopy(strip_meta(api_twin(next(p for p in WORKFLOWS if p.stem == "animatelcm_text_to_video"))))
+    prompt["7"]["inputs"].update(width=64, height=64)
+    prompt["8"]["inputs"].update(steps=50, seed=99)
+
+    def interrupt_at_first_step(event):
+        if event["type"] == "progress" and event["data"]["value"] == 1:
+            server.interrupt()
+
+    with pytest.raises(PromptError):
+        server.run(prompt, on_event=interrupt_at_first_step)
+    assert server.events[-1]["type"] == "execution_interrupted" and server.events[-1]["data"]["node_id"] == "8"
+    assert max(e["data"]["value"] for e in server.events if e["type"] == "progress") < 50
