@@ -11,6 +11,7 @@ CHECKPOINT = "v1-5-pruned-emaonly.safetensors"  # the name the shipped workflows
 LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
 MOTION_MODEL = mm.OFFICIAL_NAMES["animatelcm_t2v"]
 NOT_A_MOTION_MODULE = "a_lora_in_the_wrong_folder.safetensors"
+SECOND_MOTION_MODEL = "v3_sd15_mm.safetensors"
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,7 @@ def server(tmp_path_factory):
         "animatediff_models": {
             mm.OFFICIAL_NAMES["animatelcm_t2v"]: mm.motion_module_file("animatelcm_t2v", fmt="ckpt"),
             NOT_A_MOTION_MODULE: lora_file(),
+            SECOND_MOTION_MODEL: mm.motion_module_file("animatediff_v2", seed=1),  # other weights, .safetensors
         },
     }
     comfy = ComfyServer(tmp_path_factory.mktemp("comfyui"), models)

@@ -4,7 +4,10 @@ import pytest
 
 from animatelcm.tests.fixtures.server import PromptError
 
-from .conftest import CHECKPOINT, LORA, MOTION_MODEL, NOT_A_MOTION_MODULE
+import numpy as np
+from PIL import Image
+
+from .conftest import CHECKPOINT, LORA, MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL
 
 NODE_IDS = {"ALCM_LoadMotionModel": ["model_name"],
             "ALCM_ApplyMotionModel": ["model", "motion_model", "motion_scale", "beta_schedule"]}
@@ -37,7 +40,7 @@ def test_object_info_lists_the_pack_nodes_with_their_inputs(server):
         declared = {**info[node_id]["input"]["required"], **info[node_id]["input"].get("optional", {})}
         assert list(declared) == inputs
     assert info["ALCM_LoadMotionModel"]["input"]["required"]["model_name"][1]["options"] == sorted(
-        [MOTION_MODEL, NOT_A_MOTION_MODULE])
+        [MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL])
     assert info["ALCM_ApplyMotionModel"]["input"]["required"]["beta_schedule"][1]["options"] == [
         "auto", "linear", "scaled_linear (SD1.5)"]
 
@@ -60,3 +63,26 @@ def test_a_file_that_is_not_a_motion_module_is_reported_and_the_server_keeps_ser
 def test_more_frames_than_the_motion_model_covers_is_refused_with_a_hint(server):
     with pytest.raises(PromptError, match="65 frames exceed the 64 frames .* context windows"):
         server.run(animated_prompt(frames=65))
+
+
+def test_two_motion_models_on_one_checkpoint_in_one_prompt(server):
+    """Two clones of one loaded checkpoint, each with its own motion model, sampled one after the other."""
+    prompt = animated_prompt(frames=8, prefix="e2e/first")
+    prompt["motion2"] = {"class_type": "ALCM_LoadMotionModel", "inputs": {"model_name": SECOND_MOTION_MODEL}}
+    prompt["apply2"] = {"class_type": "ALCM_ApplyMotionModel", "inputs": {
+        "model": ["ckpt", 0], "motion_model": ["motion2", 0], "motion_scale": 1.0, "beta_schedule": "auto"}}
+    prompt["sample"] = {"class_type": "ALCM_KSampler", "inputs": {
+        "model": ["apply", 0], "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["latent", 0],
+        "seed": 5, "steps": 4, "cfg": 1.0, "denoise": 1.0}}
+    prompt["sample2"] = dict(prompt["sample"], inputs=dict(prompt["sample"]["inputs"], model=["apply2", 0]))
+    prompt["decode2"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sample2", 0], "vae": ["ckpt", 2]}}
+    prompt["save2"] = {"class_type": "SaveImage", "inputs": {"images": ["decode2", 0], "filename_prefix": "e2e/second"}}
+    history = server.run(prompt)
+
+    def frames(node):
+        return [np.array(Image.open(server.output_dir / i["subfolder"] / i["filename"]))
+                for i in history["outputs"][node]["images"]]
+
+    first, second = frames("save"), frames("save2")
+    assert len(first) == len(second) == 8
+    assert not any(np.array_equal(a, b) for a, b in zip(first, second))
