@@ -69,8 +69,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except OSError:  # missing file, no permission: the message already names the path
         raise
     except Exception as error:  # damaged bytes fail in many ways (EOFError, KeyError, RuntimeError, SafetensorError)
-        raise MotionModelFormatError(f"{path.name}: cannot read the file: it is corrupt, incomplete (download "
-                                     f"it again) or not a weights file: {type(error).__name__}: {error}") from error
+        raise unreadable_file_error(path.name, error) from error
+
+
+def unreadable_file_error(name: str, error: Exception) -> MotionModelFormatError:
+    """The error for a file that could not be read at all, whichever reader failed."""
+    return MotionModelFormatError(f"{name}: cannot read the file: it is corrupt, incomplete (download it again) or "
+                                  f"not a weights file: {type(error).__name__}: {error}")
 
 
 def normalize_state_dict(state_dict: Mapping[str, object]) -> dict[str, torch.Tensor]:

@@ -26,7 +26,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import Upsample
 from comfy.patcher_extension import PatcherInjection, WrappersMP
 from comfy_extras.nodes_model_advanced import LCM
 
-from ..motion_models.checkpoint import LoadedMotionModel, MotionModelFormatError, load_motion_model
+from ..motion_models.checkpoint import LoadedMotionModel, load_motion_model, unreadable_file_error
 from ..motion_models.motion_module import TemporalTransformer
 
 KEY = "animatelcm"
@@ -55,8 +55,7 @@ def load_motion_model_file(path: str, name: str) -> MotionModelPatcher:
     try:
         state_dict = comfy.utils.load_torch_file(path, safe_load=True)
     except Exception as error:  # damaged bytes fail in many ways (EOFError, SafetensorError, UnpicklingError)
-        raise MotionModelFormatError(f"{name}: cannot read the file: it is corrupt, incomplete (download it again) "
-                                     f"or not a weights file ({type(error).__name__}: {error})") from error
+        raise unreadable_file_error(name, error) from error
     load_device = comfy.model_management.get_torch_device()
     dtype = comfy.model_management.unet_dtype(supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
     # manual_cast computes in the dtype of the UNet's activations, whatever the storage dtype.
