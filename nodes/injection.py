@@ -41,7 +41,6 @@ BETA_SCHEDULES = {"auto": "sqrt_linear", "linear": "sqrt_linear", "scaled_linear
 class MotionModelPatcher:
     """The MOTION_MODEL socket value: the loaded model, its format, and the ModelPatcher that manages its memory."""
 
-    name: str
     loaded: LoadedMotionModel
     patcher: comfy.model_patcher.ModelPatcher
 
@@ -63,7 +62,7 @@ def load_motion_model_file(path: str, name: str) -> MotionModelPatcher:
                                attention=optimized_attention)
     patcher = comfy.model_patcher.ModelPatcher(loaded.model, load_device=load_device,
                                                offload_device=comfy.model_management.unet_offload_device())
-    return MotionModelPatcher(name, loaded, patcher)
+    return MotionModelPatcher(loaded, patcher)
 
 
 class MotionModuleLayer(torch.nn.Module):

@@ -27,6 +27,7 @@ def test_entrypoint_returns_the_extension_with_v3_nodes():
     import animatelcm
 
     extension = asyncio.run(animatelcm.comfy_entrypoint())
-    for node in asyncio.run(extension.get_node_list()):
-        schema = node.GET_SCHEMA()
-        assert schema.node_id.startswith("ALCM_") and schema.category.startswith("AnimateLCM")
+    schemas = [node.GET_SCHEMA() for node in asyncio.run(extension.get_node_list())]
+    assert {schema.node_id for schema in schemas} == {"ALCM_LoadMotionModel", "ALCM_ApplyMotionModel",
+                                                      "ALCM_Scheduler", "ALCM_Sampler", "ALCM_KSampler"}
+    assert all(schema.category.startswith("AnimateLCM") for schema in schemas)
