@@ -5,6 +5,7 @@ from comfy_api.latest import ComfyExtension, io
 from .motion_model import ApplyMotionModel, LoadMotionModel
 from .sampling import KSampler, Sampler, Scheduler
 from .types import MOTION_MODELS, register_model_folder
+from .video import LoadVideo, SaveVideo
 
 # Runs when ComfyUI loads the pack: ComfyExtension.on_load is never called in ComfyUI 0.3.75.
 register_model_folder(MOTION_MODELS)
@@ -12,4 +13,4 @@ register_model_folder(MOTION_MODELS)
 
 class AnimateLCMExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LoadMotionModel, ApplyMotionModel, Scheduler, Sampler, KSampler]
+        return [LoadMotionModel, ApplyMotionModel, Scheduler, Sampler, KSampler, SaveVideo, LoadVideo]

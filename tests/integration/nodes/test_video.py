@@ -1,0 +1,144 @@
+"""ALCM_SaveVideo and ALCM_LoadVideo in-process, on ComfyUI's own folders and VAE."""
+
+import json
+import os
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import folder_paths
+from comfy_api.latest import io
+
+from animatelcm.nodes.video import LoadVideo, SaveVideo
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """ComfyUI's input and output folders moved to a temporary directory for the test."""
+    old = folder_paths.get_input_directory(), folder_paths.get_output_directory()
+    (tmp_path / "input").mkdir()
+    (tmp_path / "output").mkdir()
+    folder_paths.set_input_directory(str(tmp_path / "input"))
+    folder_paths.set_output_directory(str(tmp_path / "output"))
+    yield tmp_path
+    folder_paths.set_input_directory(old[0])
+    folder_paths.set_output_directory(old[1])
+
+
+def frames(count=6, height=40, width=56):
+    torch.manual_seed(0)
+    return torch.rand(count, height, width, 3)
+
+
+def save(images, hidden=None, **options):
+    settings = dict(frame_rate=8.0, format="mp4", loop_count=0, pingpong=False, crf=19, quality=90,
+                    filename_prefix="clips/test")
+    node = SaveVideo.PREPARE_CLASS_CLONE(hidden or {})
+    return node.execute(images, **{**settings, **options})
+
+
+def saved_path(output, folders):
+    [result] = output.ui.as_dict()["images"]
+    return folders / "output" / result["subfolder"] / result["filename"]
+
+
+def test_save_video_writes_h264_with_the_workflow_and_an_animated_preview(folders):
+    hidden = {io.Hidden.prompt: {"1": {"class_type": "ALCM_SaveVideo"}}, io.Hidden.extra_pnginfo: {"workflow": {"a": 1}}}
+    output = save(frames(), hidden)
+    ui = output.ui.as_dict()
+    assert ui["animated"] == (True,) and ui["images"][0]["type"] == "output" and ui["images"][0]["subfolder"] == "clips"
+    path = saved_path(output, folders)
+    assert path.name == "test_00001_.mp4"
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert json.loads(container.metadata["workflow"]) == {"a": 1}
+        assert json.loads(container.metadata["prompt"]) == {"1": {"class_type": "ALCM_SaveVideo"}}
+        assert sum(1 for _ in container.decode(video=0)) == 6
+
+
+def test_save_video_never_overwrites(folders):
+    user_file = folders / "output" / "clips" / "test_00002_.mp4"
+    user_file.parent.mkdir()
+    user_file.write_bytes(b"the user's own file")
+    first, second = saved_path(save(frames()), folders), saved_path(save(frames()), folders)
+    assert (first.name, second.name) == ("test_00003_.mp4", "test_00004_.mp4")
+    assert user_file.read_bytes() == b"the user's own file"
+
+
+def test_gif_gets_a_first_frame_png_with_the_workflow_and_never_takes_an_existing_png(folders):
+    (folders / "output" / "clips").mkdir()
+    taken = folders / "output" / "clips" / "test_00001_.png"  # e.g. from SaveImage with the same prefix
+    taken.write_bytes(b"png of someone else")
+    hidden = {io.Hidden.extra_pnginfo: {"workflow": {"b": 2}}}
+    path = saved_path(save(frames(), hidden, format="gif", pingpong=True), folders)
+    assert path.name == "test_00002_.gif" and taken.read_bytes() == b"png of someone else"
+    from PIL import Image
+
+    with Image.open(path.with_suffix(".png")) as poster:
+        assert json.loads(poster.text["workflow"]) == {"b": 2}
+    with Image.open(path) as gif:
+        assert gif.n_frames == 10  # 6 forward + 4 back
+
+
+def test_a_failed_write_leaves_no_file_behind(folders):
+    with pytest.raises(ValueError, match="frame rate must be positive"):
+        save(frames(), frame_rate=0.0)
+    assert not list((folders / "output").rglob("*.mp4"))
+
+
+def test_latent_is_decoded_in_chunks_of_decode_chunk_frames(folders, sd15):
+    _, _, vae = sd15
+    latent = {"samples": torch.randn(5, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
+    batches = []
+    original = vae.decode
+
+    def recording_decode(samples, *args, **kwargs):
+        batches.append(samples.shape[0])
+        return original(samples, *args, **kwargs)
+
+    vae.decode = recording_decode
+    try:
+        path = saved_path(save(latent, vae=vae, decode_chunk=2, format="webp", quality=100), folders)
+    finally:
+        del vae.decode
+    assert batches == [2, 2, 1]
+    expected = (vae.decode(latent["samples"]).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as webp:
+        written = np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(webp)])
+    assert written.shape == (5, 64, 64, 3)
+    assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1  # chunked == decoded at once, lossless webp
+
+
+def test_latent_without_vae_is_refused_with_the_fix(folders):
+    with pytest.raises(ValueError, match="needs a VAE.*connect the checkpoint's VAE"):
+        save({"samples": torch.zeros(4, 4, 8, 8)})
+
+
+def test_load_video_reads_frames_count_and_rate(folders):
+    save(frames(12, 48, 64), format="webp", quality=100, filename_prefix="source")
+    written = next((folders / "output").glob("source_*.webp"))
+    os.replace(written, folders / "input" / "clip.webp")
+    assert LoadVideo.validate_inputs("clip.webp") is True
+    images, count, rate = LoadVideo.execute("clip.webp", frame_load_cap=4, skip_first_frames=1, select_every_nth=2,
+                                            force_rate=0.0, custom_width=32, custom_height=0, multiple_of_8=True).result
+    assert images.shape == (4, 24, 32, 3) and images.dtype == torch.float32 and 0 <= images.min() <= images.max() <= 1
+    assert count == 4 and rate == pytest.approx(4.0)
+
+
+def test_load_video_errors_name_the_file_and_the_fix(folders):
+    assert "no file 'missing.mp4' in the input folder" in LoadVideo.validate_inputs("missing.mp4")
+    (folders / "input" / "broken.mp4").write_bytes(b"\x00" * 1000)
+    with pytest.raises(ValueError, match="ALCM_LoadVideo: broken.mp4: OpenCV cannot open it.*Re-encode"):
+        LoadVideo.execute("broken.mp4", 0, 0, 1, 0.0, 0, 0, True)
+
+
+def test_load_video_fingerprint_changes_when_the_file_is_replaced(folders):
+    path = folders / "input" / "clip.gif"
+    path.write_bytes(b"one")
+    before = LoadVideo.fingerprint_inputs("clip.gif")
+    path.write_bytes(b"other content")
+    assert LoadVideo.fingerprint_inputs("clip.gif") != before

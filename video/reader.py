@@ -1,0 +1,177 @@
+"""Read a video (OpenCV) or an animated GIF/WebP (Pillow) into uint8 RGB frames, choosing frames as it streams.
+
+Frames are resampled, skipped, thinned and capped while decoding, and resized one by one, so a long source never
+has to fit in memory: only the frames kept do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageSequence, UnidentifiedImageError
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v")
+ANIMATED_IMAGE_EXTENSIONS = (".gif", ".webp")
+EXTENSIONS = VIDEO_EXTENSIONS + ANIMATED_IMAGE_EXTENSIONS
+_EPS = 1e-6  # seconds: timestamps are floats
+
+
+class VideoReadError(ValueError):
+    """A file that gives no frames; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class FrameSelection:
+    frame_load_cap: int = 0  # 0 = every frame
+    skip_first_frames: int = 0
+    select_every_nth: int = 1
+    force_rate: float = 0.0  # 0 = the source's rate
+
+
+@dataclass(frozen=True)
+class Resize:
+    width: int = 0  # 0 = from the source (keeping the aspect ratio when only the other side is given)
+    height: int = 0
+    multiple_of_8: bool = True  # SD latents are 1/8 of the image size
+
+
+@dataclass
+class LoadedVideo:
+    frames: np.ndarray  # uint8 [frames, height, width, 3]
+    frame_rate: float  # of the frames returned
+    source_frame_rate: float
+
+
+def read_video(path: str, selection: FrameSelection = FrameSelection(), resize: Resize = Resize()) -> LoadedVideo:
+    name = os.path.basename(path)
+    source_rate, timed = _open(path)
+    if selection.force_rate > 0:
+        frames, rate = _resample(timed, selection.force_rate), selection.force_rate
+    else:
+        frames, rate = (frame for _, _, frame in timed), source_rate
+    counter = _Counter(frames)
+    kept = []
+    try:
+        for index, frame in enumerate(counter):
+            if index < selection.skip_first_frames or (index - selection.skip_first_frames) % selection.select_every_nth:
+                continue
+            kept.append(_resize(frame, resize))
+            if len(kept) == selection.frame_load_cap:
+                break
+    finally:
+        timed.close()  # releases the decoder at once when the cap stops reading early
+    if counter.count == 0:
+        raise VideoReadError(f"{name}: the file holds no frames (empty or damaged). Re-export it and upload it again.")
+    if not kept:
+        raise VideoReadError(
+            f"{name}: no frames left: skip_first_frames={selection.skip_first_frames} skips all {counter.count} "
+            f"frames (at {rate:g} fps). Lower skip_first_frames.")
+    return LoadedVideo(np.stack(kept), rate / selection.select_every_nth, source_rate)
+
+
+def target_size(width: int, height: int, resize: Resize) -> tuple[int, int]:
+    """Output size for a `width` x `height` source."""
+    if resize.width and resize.height:
+        width, height = resize.width, resize.height
+    elif resize.width:
+        width, height = resize.width, height * resize.width / width
+    elif resize.height:
+        width, height = width * resize.height / height, resize.height
+    if resize.multiple_of_8:
+        return max(8, int(width / 8 + 0.5) * 8), max(8, int(height / 8 + 0.5) * 8)
+    return max(1, int(width + 0.5)), max(1, int(height + 0.5))
+
+
+def _resize(frame: np.ndarray, resize: Resize) -> np.ndarray:
+    height, width = frame.shape[:2]
+    size = target_size(width, height, resize)
+    if size == (width, height):
+        return frame
+    shrinking = size[0] * size[1] < width * height
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+
+
+def _open(path: str) -> tuple[float, Iterator[tuple[float, float, np.ndarray]]]:
+    """(frames per second, iterator of (start s, end s, RGB frame))."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise VideoReadError(f"{name}: no such file ({path}). Upload it or put it in ComfyUI's input folder.")
+    if path.lower().endswith(ANIMATED_IMAGE_EXTENSIONS):
+        return _open_animated_image(path, name)
+    return _open_video(path, name)
+
+
+def _open_video(path: str, name: str):
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise VideoReadError(f"{name}: OpenCV cannot open it as a video (not a video, damaged, or a codec OpenCV "
+                             f"lacks). Re-encode it as H.264 mp4 or VP9 webm.")
+    rate = capture.get(cv2.CAP_PROP_FPS)
+    rate = rate if np.isfinite(rate) and rate > 0 else 24.0  # some containers do not say; 24 is the common case
+
+    def frames():
+        try:
+            index = 0
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                yield index / rate, (index + 1) / rate, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                index += 1
+        finally:
+            capture.release()
+
+    return rate, frames()
+
+
+def _open_animated_image(path: str, name: str):
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise VideoReadError(f"{name}: Pillow cannot read it as an animated image ({error}). "
+                             f"Re-export it as GIF or WebP.") from error
+    durations = []
+    for frame in ImageSequence.Iterator(image):
+        frame.load()  # WebP sets a frame's duration only once it is decoded
+        durations.append(frame.info.get("duration") or 100)  # ms; browsers show 0 as 100 ms too
+    rate = 1000 * len(durations) / sum(durations)
+
+    def frames():
+        start = 0.0
+        try:
+            for frame, duration in zip(ImageSequence.Iterator(image), durations):
+                end = start + duration / 1000
+                yield start, end, np.asarray(frame.convert("RGB"))
+                start = end
+        finally:
+            image.close()
+
+    return rate, frames()
+
+
+def _resample(timed: Iterator[tuple[float, float, np.ndarray]], rate: float) -> Iterator[np.ndarray]:
+    """The frame shown at each tick of a `rate` clock: source frames are repeated or dropped."""
+    tick = 0
+    for _, end, frame in timed:
+        while tick / rate < end - _EPS:
+            yield frame
+            tick += 1
+
+
+class _Counter:
+    """Counts the frames an iterator gave, so an empty file and an over-eager skip get different messages."""
+
+    def __init__(self, frames: Iterator):
+        self._frames = frames
+        self.count = 0
+
+    def __iter__(self):
+        for frame in self._frames:
+            self.count += 1
+            yield frame
