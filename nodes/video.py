@@ -61,7 +61,7 @@ class SaveVideo(io.ComfyNode):
             inputs=[
                 io.MultiType.Input("images", types=[io.Image, io.Latent],
                                    tooltip="Frames (IMAGE), or a LATENT to decode here chunk by chunk with `vae`."),
-                io.Float.Input("frame_rate", default=8.0, min=0.1, max=240.0, step=1.0),
+                io.Float.Input("frame_rate", default=8.0, min=0.1, max=240.0, step=0.01),
                 io.Combo.Input("format", options=list(FORMATS), default="mp4",
                                tooltip="mp4 = H.264 yuv420p (plays everywhere); webm = VP9; gif; webp."),
                 io.Int.Input("loop_count", default=0, min=0, max=100,
@@ -148,7 +148,7 @@ class LoadVideo(io.ComfyNode):
                              tooltip="At most this many frames; 0 = all."),
                 io.Int.Input("skip_first_frames", default=0, min=0, max=100000),
                 io.Int.Input("select_every_nth", default=1, min=1, max=1000),
-                io.Float.Input("force_rate", default=0.0, min=0.0, max=240.0, step=1.0,
+                io.Float.Input("force_rate", default=0.0, min=0.0, max=240.0, step=0.01,
                                tooltip="Resample to this many frames per second first (repeating or dropping "
                                        "frames); 0 = the file's rate."),
                 io.Int.Input("custom_width", default=0, min=0, max=8192, step=8,

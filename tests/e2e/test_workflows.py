@@ -40,6 +40,45 @@ def video_frames(path):
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
+def small(prompt: dict) -> dict:
+    """The same graph at test size: 64 px and 8 frames (512 px and 16 frames are for real use)."""
+    prompt = copy.deepcopy(prompt)
+    for node in prompt.values():
+        if node["class_type"] == "EmptyLatentImage":
+            node["inputs"].update(width=64, height=64, batch_size=8)
+        elif node["class_type"] == "ALCM_LoadVideo":
+            node["inputs"].update(custom_width=64, frame_load_cap=8)
+    return prompt
+
+
+def read_back(path):
+    """(frame count, frames per second, codec) of a saved video, read by PyAV or Pillow."""
+    if path.suffix in (".mp4", ".webm"):
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return sum(1 for _ in container.decode(video=0)), float(stream.average_rate), stream.codec_context.name
+    with Image.open(path) as image:
+        return image.n_frames, 1000 / image.info["duration"], path.suffix[1:]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_api_twin_runs_end_to_end_and_saves_what_its_save_node_says(server, path):
+    prompt = small(strip_meta(api_twin(path)))
+    history = server.run(prompt)
+    saves = {node_id: node["inputs"] for node_id, node in prompt.items() if node["class_type"] == "ALCM_SaveVideo"}
+    assert saves, "every shipped workflow saves its result with ALCM_SaveVideo"
+    for node_id, inputs in saves.items():
+        [saved] = history["outputs"][node_id]["images"]
+        assert history["outputs"][node_id]["animated"] == [True]
+        file = server.output_dir / saved["subfolder"] / saved["filename"]
+        count, rate, codec = read_back(file)
+        assert file.suffix == "." + inputs["format"]
+        assert codec == {"mp4": "h264", "webm": "vp9"}.get(inputs["format"], inputs["format"])
+        assert count == (14 if inputs["pingpong"] else 8)
+        expected_rate = 8.0 if isinstance(inputs["frame_rate"], list) else inputs["frame_rate"]  # linked: 8 fps video
+        assert rate == pytest.approx(expected_rate, rel=0.05)
+
+
 def test_text_to_video_api_workflow_writes_a_16_frame_video_and_repeats_exactly(server):
     prompt = copy.deepcopy(strip_meta(api_twin(next(p for p in WORKFLOWS if p.stem == "animatelcm_text_to_video"))))
     prompt["7"]["inputs"].update(width=64, height=64)  # 512 px is for real use; the fixture models give noise anyway
