@@ -179,7 +179,7 @@ class LoadVideo(io.ComfyNode):
         return io.NodeOutput(images, images.shape[0], loaded.frame_rate)
 
     @classmethod
-    def fingerprint_inputs(cls, video: str) -> str:
+    def fingerprint_inputs(cls, video: str, **options) -> str:
         """A file replaced under the same name loads again; the options are part of the cache key already."""
         path = folder_paths.get_annotated_filepath(video)
         stat = os.stat(path) if os.path.exists(path) else None
