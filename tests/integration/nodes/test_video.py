@@ -142,3 +142,14 @@ def test_load_video_fingerprint_changes_when_the_file_is_replaced(folders):
     before = LoadVideo.fingerprint_inputs("clip.gif")
     path.write_bytes(b"other content")
     assert LoadVideo.fingerprint_inputs("clip.gif") != before
+
+
+def test_a_name_taken_after_core_chose_the_number_is_skipped(folders, monkeypatch):
+    """Two prompts saving at once can be given the same number by core's counter: the second takes the next one."""
+    (folders / "output" / "race_00001_.mp4").write_bytes(b"written a moment ago by another prompt")
+    real = folder_paths.get_save_image_path
+    monkeypatch.setattr(folder_paths, "get_save_image_path",
+                        lambda *a, **k: (*real(*a, **k)[:2], 1, *real(*a, **k)[3:]))  # core's stale answer
+    path = saved_path(save(frames(), filename_prefix="race"), folders)
+    assert path.name == "race_00002_.mp4"
+    assert (folders / "output" / "race_00001_.mp4").read_bytes() == b"written a moment ago by another prompt"
