@@ -16,6 +16,11 @@ test: dev
 run: dev
 	$(PYTHON) scripts/main_job.py $(RUN_ARGS)
 
+# The browser the browser test (tests/e2e/test_browser.py) drives: the distribution's chromium + chromium-driver.
+.PHONY: browser-deps
+browser-deps:
+	@bash scripts/browser_deps.sh
+
 # Refresh constraints.txt from an unconstrained install of requirements-dev.txt + ComfyUI's requirements.
 lock:
 	@ALCM_LOCK=0 bash scripts/dev_env.sh

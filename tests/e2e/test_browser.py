@@ -1,0 +1,270 @@
+"""The pack in the real ComfyUI frontend, in headless Chromium: node library, shipped workflows, a queued run.
+
+What a user sees and the HTTP API cannot show: the frontend finds the pack's nodes, opens every shipped workflow
+(from its template browser, as a user would) without the "missing nodes" dialog, and plays the video a queued
+text-to-video run produces. Chromium and chromedriver come from the distribution (`make browser-deps`); without them
+the module is skipped, except where ALCM_REQUIRE_BROWSER=1 (CI) makes that a failure. Screenshots, and on failure the
+console log, go to $ALCM_ARTIFACT_DIR (default .dev/artifacts).
+"""
+
+import json
+import urllib.parse
+import urllib.request
+
+import av
+import pytest
+
+from animatelcm.tests.fixtures import browser as chromium
+from animatelcm.tests.fixtures.server import PACK_FOLDER
+from animatelcm.tests.fixtures.workflows import api_twin, strip_meta
+
+ROOT = chromium.ROOT
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))  # top level only: workflows/api/ holds the API twins
+TEXT_TO_VIDEO = ROOT / "workflows" / "animatelcm_text_to_video.json"
+MISSING = chromium.missing()
+RUN_TIMEOUT = 900  # seconds: 4 steps of 8 frames on a shared CPU, plus model loading
+
+pytestmark = pytest.mark.skipif(MISSING is not None and not chromium.browser_required(),
+                                reason=f"browser test: {MISSING}")
+
+# The frontend's own identifiers, which its Playwright suite relies on too: data-testid attributes, sidebar tab
+# buttons named `<tab id>-tab-button`, and dialogs labelled by their dialog-store key.
+QUEUE_BUTTON = "[data-testid='queue-button']"
+NODE_LIBRARY_TAB = ".node-library-tab-button"
+NODE_LIBRARY_SEARCH = "input.search-box-input"
+NODE_LIBRARY_LABELS = ".node-lib-node-container .node-label"
+TEMPLATES_TAB = ".templates-tab-button"
+TEMPLATE_DIALOG = "[role='dialog'][aria-labelledby='global-workflow-template-selector']"
+MISSING_NODES_DIALOG = "[role='dialog'][aria-labelledby='global-missing-nodes']"
+ANY_DIALOG = "[role='dialog']"
+
+# Ready: the app object exists, its node definitions (fetched from /object_info) include the pack's, the canvas is
+# mounted and the start-up workflow is open, so nothing we load is replaced by a late start-up load.
+READY_JS = """
+const app = window.app;
+return !!(app && app.vueAppReady && app.graph && app.canvas && document.querySelector('#graph-canvas')
+          && window.LiteGraph?.registered_node_types?.ALCM_KSampler
+          && app.extensionManager?.workflow?.activeWorkflow && !app.extensionManager.spinner
+          && document.querySelector("[data-testid='queue-button']"));
+"""
+# Counts finished graph loads (from any path: template browser, file, JS) and records the node types the frontend
+# reported missing, and the run errors the server sent: exact signals to wait on instead of sleeping.
+HOOKS_JS = """
+if (!window.__alcm) {
+  const state = window.__alcm = {loads: 0, missing: [], errors: []};
+  const load = app.loadGraphData;
+  app.loadGraphData = async function (...args) {
+    try { return await load.apply(this, args); } finally { state.loads++; }
+  };
+  const showMissing = app.showMissingNodesError;
+  app.showMissingNodesError = function (types) {
+    state.missing.push(...types.map(t => typeof t === 'string' ? t : t.type));
+    return showMissing.apply(this, arguments);
+  };
+  app.api.addEventListener('execution_error', e => state.errors.push(e.detail));
+}
+"""
+GRAPH_TYPES_JS = "return app.graph.nodes.map(n => n.type).sort()"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if MISSING:
+        pytest.fail(f"ALCM_REQUIRE_BROWSER is set but the browser test cannot run: {MISSING}")
+    b = chromium.Browser()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def page(browser, server, request):
+    """The frontend freshly opened on the test server; a screenshot and the console log are saved if the test fails."""
+    failed_before = request.session.testsfailed
+    # A new user gets the template browser popped up at start-up, at a moment of its own choosing: mark the
+    # tutorial done so the page opens on a plain graph and the tests open dialogs themselves.
+    _post_setting(server, "Comfy.TutorialCompleted", True)
+    browser.console_log()  # drop the previous test's messages
+    try:
+        browser.driver.get(server.url)
+        browser.wait(lambda d: d.execute_script(READY_JS), 240, "the ComfyUI frontend did not get ready")
+        browser.js(HOOKS_JS)
+    except Exception:
+        browser.save_failure_artifacts(request.node.name, server.log_tail(80))
+        raise
+    yield browser
+    if request.session.testsfailed > failed_before:
+        browser.save_failure_artifacts(request.node.name, server.log_tail(80))
+
+
+def test_node_library_lists_every_pack_node(page, server):
+    """Typing "ALCM" in the Node Library's search shows every node the pack registers, by its display name."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    pack_nodes = {name: info["display_name"] for name, info in server.get("/object_info").items()
+                  if name.startswith("ALCM_")}
+    assert len(pack_nodes) >= 5, pack_nodes  # the assertion below must not pass on an empty list
+
+    page.wait(ec.element_to_be_clickable((By.CSS_SELECTOR, NODE_LIBRARY_TAB)), 30, "no Node Library tab").click()
+    search = page.wait(ec.element_to_be_clickable((By.CSS_SELECTOR, NODE_LIBRARY_SEARCH)), 30,
+                       "no search box in the Node Library")
+    search.click()
+    search.send_keys("ALCM")
+
+    def shown_labels(driver):
+        labels = {e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, NODE_LIBRARY_LABELS)}
+        return labels if set(pack_nodes.values()) <= labels else False
+
+    try:
+        page.wait(shown_labels, 30, "")
+    except TimeoutException:
+        shown = {e.text.strip() for e in page.driver.find_elements(By.CSS_SELECTOR, NODE_LIBRARY_LABELS)}
+        pytest.fail(f"the Node Library search for ALCM lacks {sorted(set(pack_nodes.values()) - shown)}; "
+                    f"it shows {sorted(shown)}")
+
+
+def test_missing_nodes_dialog_is_detected(page):
+    """Guard for the workflow test: an unknown node type does raise the dialog it looks for (no vacuous pass)."""
+    workflow = json.loads(TEXT_TO_VIDEO.read_text())
+    workflow["nodes"][0]["type"] = "ALCM_NoSuchNode"
+    _load_graph(page, workflow)
+    assert page.js("return window.__alcm.missing") == ["ALCM_NoSuchNode"]
+    dialog = page.wait(_visible(MISSING_NODES_DIALOG), 30, "no missing-nodes dialog for an unknown node type")
+    assert "missing nodes" in dialog.text.lower() and "ALCM_NoSuchNode" in dialog.text, dialog.text
+    dialog.find_element("css selector", "button[aria-label='Close']").click()
+    page.wait(lambda d: not _displayed(d, MISSING_NODES_DIALOG), 30, "the missing-nodes dialog did not close")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_shipped_workflow_opens_from_the_template_browser(page, server, path):
+    """Each workflows/*.json is listed under the pack in the template browser and opens with every node known."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    workflow = json.loads(path.read_text())
+    loads = page.js("return window.__alcm.loads")
+    page.wait(ec.element_to_be_clickable((By.CSS_SELECTOR, TEMPLATES_TAB)), 30, "no Templates tab").click()
+    page.wait(_visible(TEMPLATE_DIALOG), 30, "the template browser did not open")
+    # The pack's workflows are listed under its folder name in the EXTENSIONS part of the navigation.
+    pack_entry = (By.XPATH, f"//*[@role='dialog']//*[@role='button'][normalize-space(.)='{PACK_FOLDER}']")
+    page.wait(ec.element_to_be_clickable(pack_entry), 30, f"no {PACK_FOLDER} entry in the template browser").click()
+    card = (By.CSS_SELECTOR, f"[data-testid='template-workflow-{path.stem}']")
+    page.wait(ec.element_to_be_clickable(card), 30, f"no {path.stem} card under {PACK_FOLDER}").click()
+    page.wait(lambda d: d.execute_script("return window.__alcm.loads") > loads, 60, f"{path.name} did not load")
+    page.wait(lambda d: not _displayed(d, TEMPLATE_DIALOG), 30, "the template browser did not close")
+
+    assert page.js("return window.__alcm.missing") == [], "the frontend reported missing nodes"
+    assert page.js(GRAPH_TYPES_JS) == sorted(n["type"] for n in workflow["nodes"])
+    _assert_no_dialog_appears(page)
+    # What the Run button would send is exactly the shipped API twin: every widget value landed where it belongs.
+    # (Less what the server ignores: the frontend also sends its own preview widgets, e.g. `video-preview`.)
+    sent = page.js("return app.graphToPrompt().then(p => p.output)")  # WebDriver waits for the promise
+    info = server.get("/object_info")
+    for node in sent.values():
+        declared = info[node["class_type"]]["input"]
+        node["inputs"] = {name: value for name, value in node["inputs"].items()
+                          if name in declared["required"] or name in declared.get("optional", {})}
+    assert strip_meta(sent) == strip_meta(api_twin(path))
+
+
+def test_text_to_video_run_plays_in_the_browser(page, server):
+    """Queued with the Run button, the text-to-video workflow's output node shows an H.264 mp4 Chromium plays."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    workflow = json.loads(TEXT_TO_VIDEO.read_text())
+    _load_graph(page, workflow)
+    assert page.js("return window.__alcm.missing") == []
+    sizes = page.js("""
+        const node = app.graph.nodes.find(n => n.type === 'EmptyLatentImage');
+        for (const [name, value] of [['width', 64], ['height', 64], ['batch_size', 8]]) {
+          const widget = node.widgets.find(w => w.name === name);
+          widget.value = value;
+          widget.callback?.(value);
+        }
+        app.graph.setDirtyCanvas(true, true);
+        return Object.fromEntries(node.widgets.map(w => [w.name, w.value]));""")
+    assert sizes == {"width": 64, "height": 64, "batch_size": 8}
+    output_format = page.js("""
+        const node = app.graph.nodes.find(n => /SaveVideo$/.test(n.type));
+        return node.widgets.find(w => w.name === 'format')?.value ?? 'mp4';""")
+    tag = "img" if output_format in ("gif", "webp") else "video"
+    before = page.js("return [...document.querySelectorAll('video, img')].map(e => e.src)")
+
+    page.wait(ec.element_to_be_clickable((By.CSS_SELECTOR, QUEUE_BUTTON)), 30, "no Run button").click()
+
+    def preview(driver):
+        """The new preview the output node shows, once it has a frame to show (None while it has not)."""
+        errors = driver.execute_script("return window.__alcm.errors")
+        assert not errors, f"the run failed: {chromium.dumps(errors)}\n{server.log_tail()}"
+        return driver.execute_script("""
+            const [tag, before] = arguments;
+            for (const e of document.querySelectorAll(tag)) {
+              if (!/\\/view\\?/.test(e.src) || before.includes(e.src)) continue;
+              if (tag === 'video' && e.readyState >= 2)  // HAVE_CURRENT_DATA: a frame is decoded
+                return {src: e.src, readyState: e.readyState, width: e.videoWidth, height: e.videoHeight,
+                        duration: e.duration};
+              if (tag === 'img' && e.complete && e.naturalWidth > 0)
+                return {src: e.src, readyState: 4, width: e.naturalWidth, height: e.naturalHeight};
+              if (tag === 'video' && e.error) return {src: e.src, error: e.error.code, message: e.error.message};
+            }
+            return null;""", tag, before)
+
+    shown = page.wait(preview, RUN_TIMEOUT, f"no playable <{tag}> preview within {RUN_TIMEOUT} s", poll=2)
+    codecs = page.js("""const v = document.createElement('video');
+        return {canPlay: v.canPlayType('video/mp4; codecs="avc1.42E01E"'),
+                mediaSource: window.MediaSource?.isTypeSupported('video/mp4; codecs="avc1.42E01E"')};""")
+    assert "error" not in shown, f"Chromium could not play {shown}; its H.264 support: {codecs}"
+    assert shown["readyState"] >= 2 and (shown["width"], shown["height"]) == (64, 64), shown
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(shown["src"]).query)
+    output = server.output_dir / query.get("subfolder", [""])[0] / query["filename"][0]
+    assert output.is_file(), shown["src"]
+    if output.suffix == ".mp4":
+        with av.open(str(output)) as container:
+            assert container.streams.video[0].codec_context.name == "h264"
+
+    # Bring the output node into view, then keep the picture as an artifact.
+    page.js("""
+        const node = app.graph.nodes.find(n => /SaveVideo$/.test(n.type));
+        app.canvas.centerOnNode(node);
+        app.canvas.setDirty(true, true);""")
+    page.wait(lambda d: d.execute_script("""
+        const r = [...document.querySelectorAll(arguments[0])].find(e => e.src === arguments[1])?.getBoundingClientRect();
+        return r && r.width > 0 && r.left >= 0 && r.top >= 0 && r.right <= innerWidth && r.bottom <= innerHeight;""",
+                                          tag, shown["src"]), 30, "the preview did not scroll into view")
+    screenshot = page.screenshot("text_to_video")
+    assert chromium.is_png(screenshot), screenshot
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+def _post_setting(server, key: str, value) -> None:
+    request = urllib.request.Request(f"{server.url}/settings/{key}", data=json.dumps(value).encode(),
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).close()
+
+
+def _load_graph(page, workflow: dict) -> None:
+    """Open a UI-format workflow the way a dropped file is opened (app.loadGraphData), and wait for it."""
+    page.js("return app.loadGraphData(arguments[0])", workflow)  # WebDriver waits for the returned promise
+    assert page.js(GRAPH_TYPES_JS) == sorted(n["type"] for n in workflow["nodes"])
+
+
+def _displayed(driver, css: str):
+    return next((e for e in driver.find_elements("css selector", css) if e.is_displayed()), None)
+
+
+def _visible(css: str):
+    return lambda driver: _displayed(driver, css)
+
+
+def _assert_no_dialog_appears(page, seconds: float = 5) -> None:
+    """No dialog (missing nodes, missing models, an error) opens after a load; a dialog renders on the next frames,
+    well within `seconds` (the missing-nodes guard test shows it does)."""
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        dialog = page.wait(_visible(ANY_DIALOG), seconds, "")
+    except TimeoutException:
+        return
+    pytest.fail(f"a dialog opened: {dialog.get_attribute('aria-labelledby')}: {dialog.text}")
