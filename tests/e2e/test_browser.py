@@ -223,6 +223,9 @@ def test_text_to_video_run_plays_in_the_browser(page, server):
     if output.suffix == ".mp4":
         with av.open(str(output)) as container:
             assert container.streams.video[0].codec_context.name == "h264"
+            # The frontend sent the UI graph along; it is inside the file, so dropping the mp4 loads it again.
+            saved = json.loads(container.metadata["workflow"])
+            assert sorted(n["type"] for n in saved["nodes"]) == sorted(n["type"] for n in workflow["nodes"])
 
     # Bring the output node into view, then keep the picture as an artifact.
     page.js("""
