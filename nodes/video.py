@@ -5,6 +5,8 @@ import os
 import numpy as np
 import torch
 
+import comfy.model_management
+import comfy.utils
 import folder_paths
 from comfy.cli_args import args
 from comfy_api.latest import io, ui
@@ -19,11 +21,16 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def decoded_frames(latent: dict, vae, frames_per_chunk: int):
-    """Decode a video latent a few frames at a time, so only one chunk of full-size frames exists at once."""
+    """Decode a video latent a few frames at a time, so only one chunk of full-size frames exists at once.
+
+    Decoding a long video takes a while: it moves the node's progress bar and stops between chunks on interrupt."""
     samples = latent["samples"]
+    progress = comfy.utils.ProgressBar(samples.shape[0])
     for start in range(0, samples.shape[0], frames_per_chunk):
+        comfy.model_management.throw_exception_if_processing_interrupted()
         images = vae.decode(samples[start:start + frames_per_chunk])
         yield from to_uint8(images.reshape(-1, *images.shape[-3:]))
+        progress.update(min(frames_per_chunk, samples.shape[0] - start))
 
 
 def reserve_output_path(filename_prefix: str, extension: str, width: int, height: int,

@@ -153,3 +153,24 @@ def test_a_name_taken_after_core_chose_the_number_is_skipped(folders, monkeypatc
     path = saved_path(save(frames(), filename_prefix="race"), folders)
     assert path.name == "race_00002_.mp4"
     assert (folders / "output" / "race_00001_.mp4").read_bytes() == b"written a moment ago by another prompt"
+
+
+def test_latent_decoding_moves_the_progress_bar_and_stops_on_interrupt(folders, sd15, monkeypatch):
+    import comfy.model_management
+    import comfy.utils
+
+    _, _, vae = sd15
+    latent = {"samples": torch.zeros(5, 4, 8, 8)}
+    updates = []
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None: updates.append(
+        (value, total)))
+    save(latent, vae=vae, decode_chunk=2, format="gif")
+    assert updates == [(2, 5), (4, 5), (5, 5)]
+
+    comfy.model_management.interrupt_current_processing(True)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            save(latent, vae=vae, decode_chunk=2, format="gif", filename_prefix="interrupted")
+    finally:
+        comfy.model_management.interrupt_current_processing(False)
+    assert not list((folders / "output").glob("interrupted*"))  # the reserved file is removed again
