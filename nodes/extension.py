@@ -2,6 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .context import ContextOptions
 from .motion_model import ApplyMotionModel, LoadMotionModel
 from .sampling import KSampler, Sampler, Scheduler
 from .types import MOTION_MODELS, register_model_folder
@@ -13,4 +14,4 @@ register_model_folder(MOTION_MODELS)
 
 class AnimateLCMExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LoadMotionModel, ApplyMotionModel, Scheduler, Sampler, KSampler, SaveVideo, LoadVideo]
+        return [LoadMotionModel, ApplyMotionModel, ContextOptions, Scheduler, Sampler, KSampler, SaveVideo, LoadVideo]

@@ -116,11 +116,15 @@ def _eject(patcher: comfy.model_patcher.ModelPatcher) -> None:
 
 def _check_frame_count(max_frames: int, executor, noise, *args, **kwargs):
     frames = noise.shape[0]
-    model_options = executor.class_obj.model_options
-    if frames > max_frames and model_options.get("context_handler") is None:
+    handler = executor.class_obj.model_options.get("context_handler")
+    if frames > max_frames and handler is None:
         raise ValueError(f"{frames} frames exceed the {max_frames} frames the motion model's position encoding covers: "
                          f"add context windows (sliding windows of about 16 frames) or make the clip at most "
                          f"{max_frames} frames long")
+    window = getattr(handler, "context_length", 0)
+    if frames > window > max_frames:
+        raise ValueError(f"context_length {window} exceeds the {max_frames} frames the motion model's position "
+                         f"encoding covers: use windows of at most {max_frames} frames (16 is what it was trained on)")
     return executor(noise, *args, **kwargs)
 
 

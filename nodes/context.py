@@ -1,0 +1,137 @@
+"""Context windows for long videos, through core's hook for them (`model_options["context_handler"]`).
+
+The motion module is trained on 16 frames, so a long clip is denoised as overlapping windows of about 16 frames whose
+outputs are fused per frame. Core's IndexListContextHandler (0.3.75) does not serve video batches: it does not cut
+per-frame conditioning (a prompt schedule's [frames, tokens, dim] cross-attention) to the window, so every window
+gets the first frames' prompts; its step lookup fails on a batch of timesteps; and some of its schedules give frames
+past the end (see samplers/context_windows.py). This handler implements core's ContextHandlerABC with the pack's
+schedules and keeps core's conventions: `transformer_options["context_window"]` holds an IndexListContextWindow
+(`index_list`) during each window, and core's prepare-sampling wrapper sizes memory for one window.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.context_windows
+import comfy.model_management
+from comfy_api.latest import io
+
+from ..samplers.context_windows import FUSE_METHODS, SCHEDULES, context_windows, fuse_weights
+
+
+class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
+    dim = 0  # frames are the batch (read by core's prepare-sampling wrapper)
+
+    def __init__(self, context_length: int, context_overlap: int, context_stride: int, schedule: str,
+                 fuse_method: str):
+        super().__init__()
+        self.context_length, self.context_overlap, self.context_stride = context_length, context_overlap, context_stride
+        self.schedule, self.fuse_method = schedule, fuse_method
+
+    def should_use_context(self, model, conds, x_in, timestep, model_options) -> bool:
+        return x_in.shape[0] > self.context_length
+
+    def get_resized_cond(self, cond_in, x_in, window, device=None):
+        """Conditioning for one window: anything with one entry per frame keeps only the window's frames."""
+        if cond_in is None:
+            return None
+        frames = x_in.shape[0]
+        resized = []
+        for cond in cond_in:
+            cond = {key: window_of(value, frames, window.index_list) for key, value in cond.items()}
+            if "model_conds" in cond:
+                cond["model_conds"] = {k: window_of(v, frames, window.index_list)
+                                       for k, v in cond["model_conds"].items()}
+            resized.append(cond)
+        return resized
+
+    def execute(self, calc_cond_batch, model, conds, x_in, timestep, model_options):
+        frames = x_in.shape[0]
+        windows = context_windows(frames, self.context_length, self.context_overlap, self.schedule,
+                                  self._step(timestep, model_options), self.context_stride)
+        totals = [torch.zeros_like(x_in) for _ in conds]
+        weight_sum = torch.zeros(frames, dtype=x_in.dtype, device=x_in.device)
+        options = model_options["transformer_options"]
+        for index_list in windows:
+            comfy.model_management.throw_exception_if_processing_interrupted()  # stop between windows on Cancel
+            window = comfy.context_windows.IndexListContextWindow(index_list)
+            options["context_window"] = window
+            index = torch.tensor(index_list, device=x_in.device)
+            outputs = calc_cond_batch(model, [self.get_resized_cond(c, x_in, window) for c in conds],
+                                      x_in[index], timestep[index] if timestep.shape[0] == frames else timestep,
+                                      model_options)
+            weights = torch.tensor(fuse_weights(self.fuse_method, index_list, frames, self.context_overlap),
+                                   dtype=x_in.dtype, device=x_in.device)
+            for total, output in zip(totals, outputs):
+                total.index_add_(0, index, output * weights.view(-1, *[1] * (x_in.ndim - 1)))
+            weight_sum.index_add_(0, index, weights)
+        options.pop("context_window", None)
+        return [total / weight_sum.view(-1, *[1] * (x_in.ndim - 1)) for total in totals]
+
+    @staticmethod
+    def _step(timestep: torch.Tensor, model_options: dict) -> int:
+        """Which sampling step this is (uniform windows move every step): the nearest of the run's sigmas."""
+        sigmas = model_options["transformer_options"].get("sample_sigmas")
+        if sigmas is None:
+            return 0
+        return int(torch.argmin((sigmas.to(timestep.device) - timestep.flatten()[0]).abs()))
+
+
+def window_of(value, frames: int, index_list: list[int]):
+    """A per-frame tensor (or a cond object holding one) cut to the window's frames; anything else unchanged."""
+    tensor = getattr(value, "cond", value)
+    if not isinstance(tensor, torch.Tensor) or tensor.ndim == 0 or tensor.shape[0] != frames or frames == 1:
+        return value
+    cut = tensor[torch.tensor(index_list, device=tensor.device)]
+    return value._copy_with(cut) if tensor is not value else cut
+
+
+def apply_context_windows(model, context_length: int, context_overlap: int, context_stride: int, schedule: str,
+                          fuse_method: str):
+    m = model.clone()
+    m.model_options["context_handler"] = VideoContextHandler(context_length, context_overlap, context_stride,
+                                                             schedule, fuse_method)
+    comfy.context_windows.create_prepare_sampling_wrapper(m)  # memory estimates for one window, not the whole clip
+    return m
+
+
+class ContextOptions(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ALCM_ContextOptions",
+            display_name="AnimateLCM Context Windows",
+            category="AnimateLCM",
+            description="Samples clips longer than the motion model's 16 frames as overlapping windows fused per "
+                        "frame, so memory is bounded by the window, not the clip.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Int.Input("context_length", default=16, min=2, max=64,
+                             tooltip="Frames per window: 16, what the motion model was trained on."),
+                io.Int.Input("context_overlap", default=4, min=0, max=63, tooltip="Frames shared by neighbours."),
+                io.Int.Input("context_stride", default=1, min=1, max=8,
+                             tooltip="Uniform schedules: also use windows of every 2nd, 4th... frame, up to this "
+                                     "power of two (longer-range motion)."),
+                io.Combo.Input("schedule", options=list(SCHEDULES), default="uniform",
+                               tooltip="uniform: windows shift each step; looped uniform: also across the end into "
+                                       "the start (a seamless loop); static: fixed windows; batched: no overlap."),
+                io.Combo.Input("fuse_method", options=list(FUSE_METHODS), default="pyramid",
+                               tooltip="How overlapping windows are averaged: pyramid weights a window's middle "
+                                       "frames most."),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, context_length: int, context_overlap: int) -> bool | str:
+        if context_overlap >= context_length:
+            return (f"context_overlap ({context_overlap}) must be smaller than context_length ({context_length}): "
+                    f"windows would not advance")
+        return True
+
+    @classmethod
+    def execute(cls, model: io.Model.Type, context_length: int, context_overlap: int, context_stride: int,
+                schedule: str, fuse_method: str) -> io.NodeOutput:
+        return io.NodeOutput(apply_context_windows(model, context_length, context_overlap, context_stride, schedule,
+                                                   fuse_method))
