@@ -4,6 +4,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .context import ContextOptions
 from .motion_model import ApplyMotionModel, LoadMotionModel
+from .prompt_schedule import PromptSchedule
 from .sampling import KSampler, Sampler, Scheduler
 from .types import MOTION_MODELS, register_model_folder
 from .video import LoadVideo, SaveVideo
@@ -14,4 +15,5 @@ register_model_folder(MOTION_MODELS)
 
 class AnimateLCMExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LoadMotionModel, ApplyMotionModel, ContextOptions, Scheduler, Sampler, KSampler, SaveVideo, LoadVideo]
+        return [LoadMotionModel, ApplyMotionModel, ContextOptions, PromptSchedule, Scheduler, Sampler, KSampler,
+                SaveVideo, LoadVideo]

@@ -121,6 +121,12 @@ def _check_frame_count(max_frames: int, executor, noise, *args, **kwargs):
         raise ValueError(f"{frames} frames exceed the {max_frames} frames the motion model's position encoding covers: "
                          f"add context windows (sliding windows of about 16 frames) or make the clip at most "
                          f"{max_frames} frames long")
+    for kind, conds in getattr(executor.class_obj, "conds", {}).items():
+        for cond in conds:
+            per_frame = cond.get("cross_attn")
+            if per_frame is not None and per_frame.shape[0] not in (1, frames):
+                raise ValueError(f"the {kind} conditioning has {per_frame.shape[0]} frames (a prompt schedule) but the "
+                                 f"latent has {frames}: set the schedule's frame_count to {frames}")
     window = getattr(handler, "context_length", 0)
     if frames > window > max_frames:
         raise ValueError(f"context_length {window} exceeds the {max_frames} frames the motion model's position "

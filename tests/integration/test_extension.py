@@ -30,5 +30,6 @@ def test_entrypoint_returns_the_extension_with_v3_nodes():
     schemas = [node.GET_SCHEMA() for node in asyncio.run(extension.get_node_list())]
     assert {schema.node_id for schema in schemas} == {"ALCM_LoadMotionModel", "ALCM_ApplyMotionModel",
                                                       "ALCM_Scheduler", "ALCM_Sampler", "ALCM_KSampler",
-                                                      "ALCM_SaveVideo", "ALCM_LoadVideo", "ALCM_ContextOptions"}
+                                                      "ALCM_SaveVideo", "ALCM_LoadVideo", "ALCM_ContextOptions",
+                                                      "ALCM_PromptSchedule"}
     assert all(schema.category.startswith("AnimateLCM") for schema in schemas)
