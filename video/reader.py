@@ -53,22 +53,22 @@ def read_video(path: str, selection: FrameSelection = FrameSelection(), resize: 
         frames, rate = _resample(timed, selection.force_rate), selection.force_rate
     else:
         frames, rate = (frame for _, _, frame in timed), source_rate
-    counter = _Counter(frames)
-    kept = []
+    kept, read = [], 0  # `read` tells an empty file from an over-eager skip
     try:
-        for index, frame in enumerate(counter):
-            if index < selection.skip_first_frames or (index - selection.skip_first_frames) % selection.select_every_nth:
+        for read, frame in enumerate(frames, start=1):
+            skipped = read - 1 - selection.skip_first_frames
+            if skipped < 0 or skipped % selection.select_every_nth:
                 continue
             kept.append(_resize(frame, resize))
             if len(kept) == selection.frame_load_cap:
                 break
     finally:
         timed.close()  # releases the decoder at once when the cap stops reading early
-    if counter.count == 0:
+    if read == 0:
         raise VideoReadError(f"{name}: the file holds no frames (empty or damaged). Re-export it and upload it again.")
     if not kept:
         raise VideoReadError(
-            f"{name}: no frames left: skip_first_frames={selection.skip_first_frames} skips all {counter.count} "
+            f"{name}: no frames left: skip_first_frames={selection.skip_first_frames} skips all {read} "
             f"frames (at {rate:g} fps). Lower skip_first_frames.")
     return LoadedVideo(np.stack(kept), rate / selection.select_every_nth, source_rate)
 
@@ -163,15 +163,3 @@ def _resample(timed: Iterator[tuple[float, float, np.ndarray]], rate: float) -> 
             yield frame
             tick += 1
 
-
-class _Counter:
-    """Counts the frames an iterator gave, so an empty file and an over-eager skip get different messages."""
-
-    def __init__(self, frames: Iterator):
-        self._frames = frames
-        self.count = 0
-
-    def __iter__(self):
-        for frame in self._frames:
-            self.count += 1
-            yield frame

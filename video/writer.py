@@ -6,6 +6,7 @@ and write a long video chunk by chunk.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ def _write_av(path: str, frames: Iterator[np.ndarray], settings: VideoSettings, 
         stream.options = {"crf": str(settings.crf)}
         if settings.format == "webm":
             stream.bit_rate = 0  # constant quality: libvpx honours crf only without a target bit rate
-        for frame in _chain(first, frames):
+        for frame in itertools.chain([first], frames):
             frame = pad_to_even(frame)
             if frame.shape[:2] != (height, width):
                 raise ValueError(f"frame {count} is {frame.shape[1]}x{frame.shape[0]}, the first was {width}x{height}")
@@ -110,7 +111,3 @@ def _write_poster(path: str, image: Image.Image, metadata: dict[str, object]) ->
         info.add_text(key, json.dumps(value))
     image.save(path, format="PNG", pnginfo=info, compress_level=4)
 
-
-def _chain(first, rest: Iterator):
-    yield first
-    yield from rest

@@ -1,15 +1,12 @@
 """End-to-end tier: one real ComfyUI server per session, with the pack, the generated model files and an input video."""
 
-from fractions import Fraction
-
-import av
-import numpy as np
 import pytest
 
 from animatelcm.tests.fixtures import motion_modules as mm
 from animatelcm.tests.fixtures.lora import lora_file
 from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
 from animatelcm.tests.fixtures.server import ComfyServer
+from animatelcm.tests.fixtures.videos import write_input_video
 
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"  # the name the shipped workflows use
 LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
@@ -17,18 +14,6 @@ MOTION_MODEL = mm.OFFICIAL_NAMES["animatelcm_t2v"]
 NOT_A_MOTION_MODULE = "a_lora_in_the_wrong_folder.safetensors"
 SECOND_MOTION_MODEL = "v3_sd15_mm.safetensors"
 INPUT_VIDEO = "animatelcm_input.mp4"  # the name the video-to-video workflow uses
-
-
-def write_input_video(path, frames=24, rate=24, width=96, height=64):
-    """A moving gradient as H.264, written with PyAV directly (not with the pack's writer)."""
-    y, x = np.mgrid[:height, :width]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(rate))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            frame = np.stack([(x * 2 + i * 8) % 256, (y * 3) % 256, np.full_like(x, 10 * i % 256)], -1)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame.astype(np.uint8), format="rgb24")))
-        container.mux(stream.encode(None))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import av
 
+from animatelcm.tests.fixtures.videos import decoded_frames
 from animatelcm.tests.fixtures.workflows import ROOT, WORKFLOWS, strip_meta
 
 from .conftest import NOT_A_MOTION_MODULE
@@ -41,11 +42,6 @@ def wait_log_count(server, text, expected, timeout=10):
     while log_count(server, text) < expected and time.monotonic() < deadline:
         time.sleep(0.2)
     return log_count(server, text)
-
-
-def decoded_frames(path):
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 def assert_downloaded(server, job):

@@ -9,18 +9,17 @@ console log, go to $ALCM_ARTIFACT_DIR (default .dev/artifacts).
 
 import json
 import urllib.parse
-import urllib.request
 
 import av
 import pytest
 
 from animatelcm.tests.fixtures import browser as chromium
 from animatelcm.tests.fixtures.server import PACK_FOLDER
-from animatelcm.tests.fixtures.workflows import api_twin, strip_meta
+from animatelcm.tests.fixtures.workflows import WORKFLOWS as WORKFLOWS_DIR
+from animatelcm.tests.fixtures.workflows import api_twin, strip_meta, ui_workflows
 
-ROOT = chromium.ROOT
-WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))  # top level only: workflows/api/ holds the API twins
-TEXT_TO_VIDEO = ROOT / "workflows" / "animatelcm_text_to_video.json"
+WORKFLOWS = ui_workflows()
+TEXT_TO_VIDEO = WORKFLOWS_DIR / "animatelcm_text_to_video.json"
 MISSING = chromium.missing()
 RUN_TIMEOUT = 900  # seconds: 4 steps of 8 frames on a shared CPU, plus model loading
 
@@ -82,7 +81,7 @@ def page(browser, server, request):
     failed_before = request.session.testsfailed
     # A new user gets the template browser popped up at start-up, at a moment of its own choosing: mark the
     # tutorial done so the page opens on a plain graph and the tests open dialogs themselves.
-    _post_setting(server, "Comfy.TutorialCompleted", True)
+    server.post("/settings/Comfy.TutorialCompleted", True)
     browser.console_log()  # drop the previous test's messages
     try:
         browser.driver.get(server.url)
@@ -244,12 +243,6 @@ def test_text_to_video_run_plays_in_the_browser(page, server):
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
-def _post_setting(server, key: str, value) -> None:
-    request = urllib.request.Request(f"{server.url}/settings/{key}", data=json.dumps(value).encode(),
-                                     headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(request, timeout=30).close()
-
-
 def _load_graph(page, workflow: dict) -> None:
     """Open a UI-format workflow the way a dropped file is opened (app.loadGraphData), and wait for it."""
     page.js("return app.loadGraphData(arguments[0])", workflow)  # WebDriver waits for the returned promise

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from animatelcm.tests.fixtures.server import PromptError
+from animatelcm.tests.fixtures.videos import decoded_frames
 from animatelcm.tests.fixtures.workflows import api_twin, is_widget, strip_meta, ui_to_api, ui_workflows
 
 WORKFLOWS = ui_workflows()
@@ -33,11 +34,6 @@ def test_ui_workflow_is_valid_and_converts_to_its_api_twin(server, path):
                 assert value in options, f"{node['class_type']}.{name} = {value!r} is not one of {options}"
             elif spec[0] in ("INT", "FLOAT"):
                 assert spec[1].get("min", -np.inf) <= value <= spec[1].get("max", np.inf)
-
-
-def video_frames(path):
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 def small(prompt: dict) -> dict:
@@ -94,7 +90,7 @@ def test_text_to_video_api_workflow_writes_a_16_frame_video_and_repeats_exactly(
         [video] = history["outputs"]["11"]["images"]
         path = server.output_dir / video["subfolder"] / video["filename"]
         assert path.suffix == ".mp4"
-        frames = video_frames(path)
+        frames = decoded_frames(path)
         assert len(frames) == 16 and frames[0].shape == (64, 64, 3)
         runs.append([np.array(Image.open(server.output_dir / i["subfolder"] / i["filename"]))
                      for i in history["outputs"]["frames"]["images"]])
