@@ -6,7 +6,8 @@ per-frame conditioning (a prompt schedule's [frames, tokens, dim] cross-attentio
 gets the first frames' prompts; its step lookup fails on a batch of timesteps; and some of its schedules give frames
 past the end (see samplers/context_windows.py). This handler implements core's ContextHandlerABC with the pack's
 schedules and keeps core's conventions: `transformer_options["context_window"]` holds an IndexListContextWindow
-(`index_list`) during each window, and core's prepare-sampling wrapper sizes memory for one window.
+(`index_list`, plus the clip's `total_frames`) during each window, and core's prepare-sampling wrapper sizes memory
+for one window.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
         for index_list in windows:
             comfy.model_management.throw_exception_if_processing_interrupted()  # stop between windows on Cancel
             window = comfy.context_windows.IndexListContextWindow(index_list)
+            window.total_frames = frames  # read by per-frame controls (nodes/controlnet.py)
             options["context_window"] = window
             index = torch.tensor(index_list, device=x_in.device)
             outputs = calc_cond_batch(model, [self.get_resized_cond(c, x_in, window) for c in conds],

@@ -3,6 +3,7 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .context import ContextOptions
+from .controlnet import ApplyVideoControlNet
 from .motion_model import ApplyMotionModel, LoadMotionModel
 from .prompt_schedule import PromptSchedule
 from .sampling import KSampler, Sampler, Scheduler
@@ -15,5 +16,5 @@ register_model_folder(MOTION_MODELS)
 
 class AnimateLCMExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LoadMotionModel, ApplyMotionModel, ContextOptions, PromptSchedule, Scheduler, Sampler, KSampler,
+        return [LoadMotionModel, ApplyMotionModel, ContextOptions, PromptSchedule, ApplyVideoControlNet, Scheduler, Sampler, KSampler,
                 SaveVideo, LoadVideo]
