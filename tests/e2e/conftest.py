@@ -3,6 +3,7 @@
 import pytest
 
 from animatelcm.tests.fixtures import motion_modules as mm
+from animatelcm.tests.fixtures.controlnet import controlnet_file
 from animatelcm.tests.fixtures.lora import lora_file
 from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
 from animatelcm.tests.fixtures.server import ComfyServer
@@ -13,7 +14,8 @@ LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
 MOTION_MODEL = mm.OFFICIAL_NAMES["animatelcm_t2v"]
 NOT_A_MOTION_MODULE = "a_lora_in_the_wrong_folder.safetensors"
 SECOND_MOTION_MODEL = "v3_sd15_mm.safetensors"
-INPUT_VIDEO = "animatelcm_input.mp4"  # the name the video-to-video workflow uses
+INPUT_VIDEO = "animatelcm_input.mp4"  # the name the video-to-video and ControlNet workflows use
+CONTROLNET = "control_v11p_sd15_canny_fp16.safetensors"  # the name the ControlNet workflow uses
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +23,7 @@ def server(tmp_path_factory):
     models = {
         "checkpoints": {CHECKPOINT: checkpoint_file()},
         "loras": {LORA: lora_file()},
+        "controlnet": {CONTROLNET: controlnet_file()},
         "animatediff_models": {
             mm.OFFICIAL_NAMES["animatelcm_t2v"]: mm.motion_module_file("animatelcm_t2v", fmt="ckpt"),
             NOT_A_MOTION_MODULE: lora_file(),

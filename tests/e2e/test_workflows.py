@@ -37,14 +37,27 @@ def test_ui_workflow_is_valid_and_converts_to_its_api_twin(server, path):
 
 
 def small(prompt: dict) -> dict:
-    """The same graph at test size: 64 px and 8 frames (512 px and 16 frames are for real use)."""
+    """The same graph at test size: 64 px and 8 frames (512 px and 16 frames are for real use); with context windows
+    12 frames in windows of 8, so that the windows really run."""
     prompt = copy.deepcopy(prompt)
+    frames = frames_at_test_size(prompt)
     for node in prompt.values():
+        inputs = node["inputs"]
         if node["class_type"] == "EmptyLatentImage":
-            node["inputs"].update(width=64, height=64, batch_size=8)
+            inputs.update(width=64, height=64)
+            if not isinstance(inputs["batch_size"], list):  # linked: the loaded video's frame count
+                inputs["batch_size"] = frames
         elif node["class_type"] == "ALCM_LoadVideo":
-            node["inputs"].update(custom_width=64, frame_load_cap=8)
+            inputs.update(custom_width=64, custom_height=64 if inputs["custom_height"] else 0, frame_load_cap=frames)
+        elif node["class_type"] == "ALCM_ContextOptions":
+            inputs.update(context_length=8, context_overlap=2)
+        elif node["class_type"] == "ALCM_PromptSchedule":
+            inputs["frame_count"] = frames
     return prompt
+
+
+def frames_at_test_size(prompt: dict) -> int:
+    return 12 if any(node["class_type"] == "ALCM_ContextOptions" for node in prompt.values()) else 8
 
 
 def read_back(path):
@@ -70,7 +83,8 @@ def test_api_twin_runs_end_to_end_and_saves_what_its_save_node_says(server, path
         count, rate, codec = read_back(file)
         assert file.suffix == "." + inputs["format"]
         assert codec == {"mp4": "h264", "webm": "vp9"}.get(inputs["format"], inputs["format"])
-        assert count == (14 if inputs["pingpong"] else 8)
+        frames = frames_at_test_size(prompt)
+        assert count == (2 * frames - 2 if inputs["pingpong"] else frames)
         expected_rate = 8.0 if isinstance(inputs["frame_rate"], list) else inputs["frame_rate"]  # linked: 8 fps video
         assert rate == pytest.approx(expected_rate, rel=0.05)
 
