@@ -12,6 +12,8 @@ for one window.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 import comfy.context_windows
@@ -49,6 +51,7 @@ class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
 
     def execute(self, calc_cond_batch, model, conds, x_in, timestep, model_options):
         frames = x_in.shape[0]
+        warn_misaligned_controls(conds)
         windows = context_windows(frames, self.context_length, self.context_overlap, self.schedule,
                                   self._step(timestep, model_options), self.context_stride)
         totals = [torch.zeros_like(x_in) for _ in conds]
@@ -78,6 +81,21 @@ class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
         if sigmas is None:
             return 0
         return int(torch.argmin((sigmas.to(timestep.device) - timestep.flatten()[0]).abs()))
+
+
+def warn_misaligned_controls(conds) -> None:
+    """Core's ControlNet nodes hand every window the clip's first hints: say so when a clip's worth was given."""
+    for cond in conds:
+        for entry in cond or []:
+            control = entry.get("control")
+            while control is not None:
+                hints = getattr(control, "cond_hint_original", None)  # stock controls; VideoControl has none
+                if isinstance(hints, torch.Tensor) and hints.shape[0] > 1:
+                    logging.warning("A ControlNet applied by a core node got %d hint images: under context windows "
+                                    "every window uses the first ones. Use ALCM_ApplyVideoControlNet to give each "
+                                    "frame its own hint.", hints.shape[0])
+                    return
+                control = getattr(control, "previous_controlnet", None)
 
 
 def window_of(value, frames: int, index_list: list[int]):

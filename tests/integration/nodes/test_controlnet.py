@@ -186,3 +186,21 @@ def test_a_window_without_its_clip_length_is_refused(control_net):
     window.total_frames = 4
     assert control.frames_of_call(4, 2, {"context_window": window}) == ([0, 1], 4)
     assert control.frames_of_call(6, 2, {}) == ([0, 1, 2], 3)
+
+
+def test_core_controlnet_with_many_hints_under_windows_is_warned_about(control_net, caplog):
+    from animatelcm.nodes.context import VideoContextHandler
+
+    core = control_net.copy().set_cond_hint(torch.zeros(20, 3, 8, 8))
+    ours = VideoControl(control_net, torch.zeros(20, 3, 8, 8), 1.0, (0.0, 1.0))
+    handler = VideoContextHandler(16, 4, 1, "static", "pyramid")
+    x = torch.zeros(20, 4, 1, 1)
+    options = {"transformer_options": {}}
+
+    def calc(model, conds, sub_x, timestep, model_options):
+        return [sub_x for _ in conds]
+
+    for control, warned in ((ours, False), (ours.copy().set_previous_controlnet(core), True)):
+        caplog.clear()
+        handler.execute(calc, None, [[{"control": control}]], x, torch.ones(20), options)
+        assert ("every window uses the first ones. Use ALCM_ApplyVideoControlNet" in caplog.text) is warned
