@@ -2,8 +2,9 @@
 
 from .checkpoint import (LoadedMotionModel, MotionModelFormat, MotionModelFormatError, detect_format,
                          load_motion_model, normalize_state_dict, read_state_dict)
+from .image_encoder import ImageEncoder
 from .motion_module import MotionModel, Placement, TemporalTransformer, attention_sdpa
 
-__all__ = ["LoadedMotionModel", "MotionModel", "MotionModelFormat", "MotionModelFormatError", "Placement",
-           "TemporalTransformer", "attention_sdpa", "detect_format", "load_motion_model", "normalize_state_dict",
-           "read_state_dict"]
+__all__ = ["ImageEncoder", "LoadedMotionModel", "MotionModel", "MotionModelFormat", "MotionModelFormatError",
+           "Placement", "TemporalTransformer", "attention_sdpa", "detect_format", "load_motion_model",
+           "normalize_state_dict", "read_state_dict"]

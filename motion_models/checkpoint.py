@@ -51,12 +51,10 @@ class MotionModelFormat:
 
 @dataclass(frozen=True)
 class LoadedMotionModel:
-    """A loaded motion model, its format, and the I2V image-encoder weights (keys without `img_encoder.`), kept
-    aside for the I2V adapter; empty for other formats."""
+    """A loaded motion model and its format. An I2V file's adapter is part of the model: `model.image_encoder`."""
 
     model: MotionModel
     format: MotionModelFormat
-    image_encoder: dict[str, torch.Tensor]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -120,18 +118,18 @@ def load_motion_model(state_dict: Mapping[str, object], name: str, operations: O
                       dtype: torch.dtype | None = None, device: torch.device | str | None = None,
                       attention: AttentionFn = attention_sdpa) -> LoadedMotionModel:
     """Detect the format, build the MotionModel with `operations`/`dtype`/`device`/`attention` and load the
-    weights strictly (fp16 or fp32 files alike; they are cast to `dtype`, torch's default when None)."""
+    weights strictly, the I2V image encoder's included (fp16 or fp32 files alike; they are cast to `dtype`, torch's
+    default when None)."""
     state_dict = normalize_state_dict(state_dict)
     fmt = detect_format(state_dict, name)
-    image_encoder = {k.removeprefix(IMAGE_ENCODER_PREFIX): v for k, v in state_dict.items()
-                     if k.startswith(IMAGE_ENCODER_PREFIX)}
     model = _build(fmt, operations=operations, dtype=dtype, device=device, attention=attention)
-    model.load_state_dict({k: v for k, v in state_dict.items() if not k.startswith(IMAGE_ENCODER_PREFIX)})
-    return LoadedMotionModel(model=model, format=fmt, image_encoder=image_encoder)
+    model.load_state_dict(state_dict)
+    return LoadedMotionModel(model=model, format=fmt)
 
 
 def _build(fmt: MotionModelFormat, **kwargs) -> MotionModel:
-    return MotionModel(fmt.width, mid_block=fmt.has_mid_block, pe_length=fmt.pe_length, **kwargs)
+    return MotionModel(fmt.width, mid_block=fmt.has_mid_block, pe_length=fmt.pe_length,
+                       image_encoder=fmt.has_image_encoder, **kwargs)
 
 
 def _quote(keys) -> str:
@@ -182,7 +180,7 @@ def _width(state_dict: dict[str, torch.Tensor], name: str) -> tuple[int, ...]:
 def _check_layout(state_dict: dict[str, torch.Tensor], fmt: MotionModelFormat, name: str) -> None:
     """Compare keys and shapes with those of the model the format describes (built on the meta device: no memory)."""
     expected = {k: tuple(v.shape) for k, v in _build(fmt, device="meta").state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state_dict.items() if not k.startswith(IMAGE_ENCODER_PREFIX)}
+    found = {k: tuple(v.shape) for k, v in state_dict.items()}
     problems = []
     if missing := expected.keys() - found.keys():
         problems.append(f"{len(missing)} missing keys ({_quote(missing)})")

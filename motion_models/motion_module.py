@@ -12,11 +12,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+if TYPE_CHECKING:
+    from .image_encoder import ImageEncoder
 
 FULL_WIDTH = (320, 640, 1280, 1280)
 HEADS = 8
@@ -244,11 +248,14 @@ class MotionModel(nn.Module):
         mid_block: whether there is a mid-block module.
         pe_length: length of the position encoding the checkpoint stores (AnimateDiff v1: 24, v2/v3: 32), or None
             when it is computed in code (AnimateLCM, 64 frames).
-        operations, dtype, device, attention: passed to every `TemporalTransformer`.
+        image_encoder: whether the checkpoint carries the AnimateLCM-I2V adapter (`img_encoder.*` keys): it is then
+            a submodule, so its weights load and are checked with the rest.
+        operations, dtype, device, attention: passed to every `TemporalTransformer` (all but `attention` to the
+            image encoder too).
     """
 
     def __init__(self, width: tuple[int, ...] = FULL_WIDTH, mid_block: bool = True, pe_length: int | None = None,
-                 operations: Operations = nn, dtype: torch.dtype | None = None,
+                 image_encoder: bool = False, operations: Operations = nn, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None, attention: AttentionFn = attention_sdpa):
         super().__init__()
         kwargs = {"pe_length": pe_length or COMPUTED_PE_LENGTH, "pe_stored": pe_length is not None,
@@ -257,6 +264,18 @@ class MotionModel(nn.Module):
         self.down_blocks = nn.ModuleList(_level(DOWN_MODULES, c, **kwargs) for c in width)
         self.mid_block = _level(1, width[-1], **kwargs) if mid_block else None
         self.up_blocks = nn.ModuleList(_level(UP_MODULES, c, **kwargs) for c in reversed(width))
+        # Named as in the checkpoint (`img_encoder.*`); read it as `image_encoder`. Imported here because the
+        # encoder module builds on this one (its position encoding).
+        from .image_encoder import ImageEncoder
+
+        self.img_encoder = (ImageEncoder(width, operations=operations, dtype=dtype, device=device)
+                            if image_encoder else None)
+
+    @property
+    def image_encoder(self) -> "ImageEncoder | None":
+        """The AnimateLCM-I2V adapter, None for motion models without one. Not one of the temporal modules:
+        `in_unet_order` leaves it out, the glue code runs it once per UNet call."""
+        return self.img_encoder
 
     def in_unet_order(self) -> list[tuple[Placement, TemporalTransformer]]:
         """Every module with its placement, in the order the UNet runs them: down levels, mid, up levels."""

@@ -1,1 +1,1 @@
-"""Video files in and out: PyAV/Pillow writers and OpenCV/Pillow readers, on uint8 frames, no ComfyUI."""
+"""Video frames in and out (PyAV/Pillow writers, OpenCV/Pillow readers, on uint8 frames) and colour matching; no ComfyUI."""

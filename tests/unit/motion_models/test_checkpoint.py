@@ -82,7 +82,7 @@ def test_load_copies_every_weight(fmt, dtype):
     path = mm.motion_module_file("animatediff_v2", mm.TINY_WIDTH, fmt=fmt, dtype=dtype)
     state_dict = read_state_dict(path)
     loaded = load_motion_model(state_dict, path.name)
-    assert loaded.format == EXPECTED["animatediff_v2"] and loaded.image_encoder == {}
+    assert loaded.format == EXPECTED["animatediff_v2"] and loaded.model.image_encoder is None
     weights = loaded.model.state_dict()
     assert weights.keys() == state_dict.keys()  # stored position encodings included
     assert all(v.dtype == torch.float32 and torch.equal(v, state_dict[k].float()) for k, v in weights.items())
@@ -93,13 +93,15 @@ def test_load_casts_to_the_requested_dtype():
     assert all(p.dtype == torch.float16 for p in model.parameters())
 
 
-def test_i2v_image_encoder_weights_are_kept_aside():
+def test_i2v_image_encoder_weights_load_into_the_model():
     state_dict = tiny("animatelcm_i2v")
     loaded = load_motion_model(state_dict, "AnimateLCM_sd15_i2v.ckpt")
     encoder = {k.removeprefix("img_encoder."): v for k, v in state_dict.items() if k.startswith("img_encoder.")}
-    assert loaded.image_encoder.keys() == encoder.keys() and "conv_in.weight" in encoder
-    assert all(torch.equal(loaded.image_encoder[k], v) for k, v in encoder.items())
-    assert loaded.model.state_dict().keys() == tiny("animatelcm_t2v").keys()
+    weights = loaded.model.image_encoder.state_dict()
+    assert weights.keys() == encoder.keys() and "conv_in.weight" in encoder
+    assert all(torch.equal(weights[k], v) for k, v in encoder.items())
+    assert loaded.model.state_dict().keys() == state_dict.keys()
+    assert len(loaded.model.in_unet_order()) == 21  # the adapter is not one of the temporal modules
 
 
 def test_empty_file_is_rejected():
