@@ -2,8 +2,10 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .color import ColorMatch
 from .context import ContextOptions
 from .controlnet import ApplyVideoControlNet
+from .image_to_video import ImageToVideo
 from .motion_model import ApplyMotionModel, LoadMotionModel
 from .prompt_schedule import PromptSchedule
 from .sampling import KSampler, Sampler, Scheduler
@@ -16,5 +18,5 @@ register_model_folder(MOTION_MODELS)
 
 class AnimateLCMExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LoadMotionModel, ApplyMotionModel, ContextOptions, PromptSchedule, ApplyVideoControlNet, Scheduler, Sampler, KSampler,
-                SaveVideo, LoadVideo]
+        return [LoadMotionModel, ApplyMotionModel, ImageToVideo, ContextOptions, PromptSchedule, ApplyVideoControlNet,
+                Scheduler, Sampler, KSampler, SaveVideo, LoadVideo, ColorMatch]

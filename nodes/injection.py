@@ -5,6 +5,8 @@
   `patch_model()` and removes them on eject, so the layers never see weight patching and the input MODEL, and the
   UNet once unpatched, stay exactly as they were;
 - a forward_timestep_embed patch runs those layers with the frame count of each cond/uncond chunk;
+- for AnimateLCM-I2V, `ImageFeatureLayer`s go in before the second motion module of each down level; they add the
+  image encoder's features, which `attach_image` computes once per UNet call (a DIFFUSION_MODEL wrapper);
 - an OUTER_SAMPLE wrapper rejects clips longer than the position encoding before any model is loaded.
 """
 
@@ -30,9 +32,12 @@ from ..motion_models.checkpoint import LoadedMotionModel, load_motion_model, unr
 from ..motion_models.motion_module import TemporalTransformer
 
 KEY = "animatelcm"
+IMAGE_FEATURES = "animatelcm_image_features"  # transformer_options entry: the I2V features of the current UNet call
 
-# The schedule every SD1.5 motion model (AnimateLCM, AnimateDiff) was trained with: linear betas 0.00085 -> 0.012.
+# The schedule every SD1.5 motion model (AnimateLCM, AnimateDiff) was trained with: linear betas 0.00085 -> 0.012;
+# AnimateLCM-I2V ends at 0.014 (a user knob, 0.012-0.016).
 TRAINING_BETAS = {"linear_start": 0.00085, "linear_end": 0.012}
+I2V_BETA_END = 0.014
 # Names as diffusers gives them -> ComfyUI's names ("sqrt_linear" is the true linear schedule).
 BETA_SCHEDULES = {"auto": "sqrt_linear", "linear": "sqrt_linear", "scaled_linear (SD1.5)": "linear"}
 
@@ -83,7 +88,20 @@ class MotionModuleLayer(torch.nn.Module):
         return self.transformer(x, x.shape[0] // chunks, self.scale)
 
 
-def _run_motion_layer(layer: MotionModuleLayer, x, emb, context, transformer_options, *args):
+class ImageFeatureLayer(torch.nn.Module):
+    """Adds the AnimateLCM-I2V image encoder's feature map of one down level to the UNet hidden states (no-op when
+    no image is attached)."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def forward(self, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
+        features = transformer_options.get(IMAGE_FEATURES)
+        return x if features is None else x + features[self.level].to(x.dtype)
+
+
+def _run_motion_layer(layer: MotionModuleLayer | ImageFeatureLayer, x, emb, context, transformer_options, *args):
     return layer(x, transformer_options)
 
 
@@ -91,7 +109,7 @@ def _remove_layers(unet) -> None:
     for blocks in (unet.input_blocks, [unet.middle_block], unet.output_blocks):
         for block in blocks:
             for i in reversed(range(len(block))):
-                if isinstance(block[i], MotionModuleLayer):
+                if isinstance(block[i], (MotionModuleLayer, ImageFeatureLayer)):
                     del block[i]
 
 
@@ -102,12 +120,16 @@ def _inject(motion: MotionModelPatcher, scale: float, patcher: comfy.model_patch
         attribute, index = placement.ldm_block
         blocks = getattr(unet, attribute)
         block = blocks if attribute == "middle_block" else blocks[index]
-        layer = MotionModuleLayer(transformer, scale)
+        layers = [MotionModuleLayer(transformer, scale)]
+        if motion.loaded.model.image_encoder is not None and placement.block == "down" and placement.position == 1:
+            layers.insert(0, ImageFeatureLayer(placement.level))  # after the level's second resnet/attention
         if attribute == "middle_block":  # between the SpatialTransformer and the second ResBlock
-            block.insert(index + 1, layer)
+            at = index + 1
         else:  # after the ResBlock and SpatialTransformer, before any Upsample
             upsample = [i for i, module in enumerate(block) if isinstance(module, Upsample)]
-            block.insert(upsample[0] if upsample else len(block), layer)
+            at = upsample[0] if upsample else len(block)
+        for offset, layer in enumerate(layers):
+            block.insert(at + offset, layer)
 
 
 def _eject(patcher: comfy.model_patcher.ModelPatcher) -> None:
@@ -134,8 +156,10 @@ def _check_frame_count(max_frames: int, executor, noise, *args, **kwargs):
     return executor(noise, *args, **kwargs)
 
 
-def motion_model_sampling(model: comfy.model_patcher.ModelPatcher, beta_schedule: str, lcm: bool):
-    """Discrete-time model sampling on the chosen beta schedule, with LCM boundary conditions when `lcm`."""
+def motion_model_sampling(model: comfy.model_patcher.ModelPatcher, beta_schedule: str, lcm: bool,
+                          beta_end: float | None = None):
+    """Discrete-time model sampling on the chosen beta schedule, with LCM boundary conditions when `lcm`; `beta_end`
+    replaces the linear schedule's last beta."""
     prediction = LCM if lcm else comfy.model_sampling.EPS
 
     class MotionModelSampling(comfy.model_sampling.ModelSamplingDiscrete, prediction):
@@ -144,6 +168,8 @@ def motion_model_sampling(model: comfy.model_patcher.ModelPatcher, beta_schedule
     settings = dict(model.model.model_config.sampling_settings, beta_schedule=BETA_SCHEDULES[beta_schedule])
     if beta_schedule != "scaled_linear (SD1.5)":
         settings.update(TRAINING_BETAS)
+        if beta_end is not None:
+            settings["linear_end"] = beta_end
     # ModelSamplingDiscrete reads only `sampling_settings` from the model config it is given.
     return MotionModelSampling(SimpleNamespace(sampling_settings=settings))
 
@@ -159,11 +185,13 @@ def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionM
     m.set_additional_models(KEY, [motion.patcher])
     m.set_injections(KEY, [PatcherInjection(inject=partial(_inject, motion, motion_scale), eject=_eject)])
     patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
-    if not any(layer_type is MotionModuleLayer for layer_type, _ in patches):
-        m.set_model_forward_timestep_embed_patch((MotionModuleLayer, _run_motion_layer))
+    for layer_type in (MotionModuleLayer, ImageFeatureLayer):
+        if not any(patched is layer_type for patched, _ in patches):
+            m.set_model_forward_timestep_embed_patch((layer_type, _run_motion_layer))
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY,
                            partial(_check_frame_count, motion.loaded.format.max_frames))
     lcm = beta_schedule == "auto" and motion.is_animatelcm
-    m.add_object_patch("model_sampling", motion_model_sampling(m, beta_schedule, lcm))
+    i2v = beta_schedule == "auto" and motion.loaded.format.has_image_encoder
+    m.add_object_patch("model_sampling", motion_model_sampling(m, beta_schedule, lcm, I2V_BETA_END if i2v else None))
     m.set_attachments(KEY, motion)
     return m

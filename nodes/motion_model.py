@@ -43,7 +43,8 @@ class ApplyMotionModel(io.ComfyNode):
                                tooltip="Scales the temporal residual: 0 makes every frame independent."),
                 io.Combo.Input("beta_schedule", options=list(BETA_SCHEDULES), default="auto",
                                tooltip="auto: the schedule the motion model was trained with (linear betas "
-                                       "0.00085-0.012), plus the LCM boundary conditions for AnimateLCM models."),
+                                       "0.00085-0.012, to 0.014 for AnimateLCM-I2V), plus the LCM boundary "
+                                       "conditions for AnimateLCM models."),
             ],
             outputs=[io.Model.Output(tooltip="A clone of the model with the motion module attached.")],
         )

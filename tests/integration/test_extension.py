@@ -31,5 +31,6 @@ def test_entrypoint_returns_the_extension_with_v3_nodes():
     assert {schema.node_id for schema in schemas} == {"ALCM_LoadMotionModel", "ALCM_ApplyMotionModel",
                                                       "ALCM_Scheduler", "ALCM_Sampler", "ALCM_KSampler",
                                                       "ALCM_SaveVideo", "ALCM_LoadVideo", "ALCM_ContextOptions",
-                                                      "ALCM_PromptSchedule", "ALCM_ApplyVideoControlNet"}
+                                                      "ALCM_PromptSchedule", "ALCM_ApplyVideoControlNet",
+                                                      "ALCM_ImageToVideo", "ALCM_ColorMatch"}
     assert all(schema.category.startswith("AnimateLCM") for schema in schemas)

@@ -25,9 +25,11 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, ResBlock,
 from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 from comfy.patcher_extension import WrappersMP
 
+from animatelcm.nodes.image_to_video import attach_image
 from animatelcm.nodes.injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
 from animatelcm.tests.fixtures import motion_modules as mm
 from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.tests.fixtures.reference_i2v import reference_image_encoder
 from animatelcm.tests.fixtures.reference_motion import reference_module
 
 FRAMES = 16
@@ -55,10 +57,12 @@ def block_plan():
     return plan
 
 
-def reference_unet(unet, x, t, context, motion_sd, num_frames):
+def reference_unet(unet, x, t, context, motion_sd, num_frames, image_features=None):
     """The original SD1.5 UNet forward, sub-layer by sub-layer, with the reference motion module inserted after the
     SpatialTransformer (or the ResBlock where a level has none), before any Upsample, and in the middle block between
-    the SpatialTransformer and the second ResBlock. `motion_sd` None runs the plain UNet."""
+    the SpatialTransformer and the second ResBlock. `motion_sd` None runs the plain UNet. `image_features`
+    (AnimateLCM-I2V, one map per down level) are added after the second resnet/attention of each level, before its
+    motion module."""
     plan = block_plan()
 
     def temporal(h, prefix):  # float64 reference, back to the UNet's float32
@@ -66,7 +70,7 @@ def reference_unet(unet, x, t, context, motion_sd, num_frames):
             return h
         return reference_module(motion_sd, prefix, h, num_frames).to(h.dtype)
 
-    def run(block, h, emb, prefix, output_shape=None):
+    def run(block, h, emb, prefix, output_shape=None, add=None):
         for layer in block:
             if isinstance(layer, Upsample):  # the motion module runs before any Upsample
                 h, prefix = temporal(h, prefix), None
@@ -81,12 +85,16 @@ def reference_unet(unet, x, t, context, motion_sd, num_frames):
                 h = layer(h)
             else:
                 raise AssertionError(f"unexpected layer in the original UNet: {type(layer).__name__}")
+        if add is not None:
+            h = h + add.to(h.dtype)
         return temporal(h, prefix)  # at the end of the block, unless it already ran
 
     emb = unet.time_embed(timestep_embedding(t, unet.model_channels, repeat_only=False).to(x.dtype))
     h, skips = x, []
     for i, block in enumerate(unet.input_blocks):
-        h = run(block, h, emb, plan.get(("input", i)))
+        level, j = divmod(i - 1, 3)
+        add = image_features[level] if image_features is not None and i > 0 and j == 1 else None
+        h = run(block, h, emb, plan.get(("input", i)), add=add)
         skips.append(h)
     h = run(unet.middle_block, h, emb, plan["middle", 0])
     for i, block in enumerate(unet.output_blocks):
@@ -179,4 +187,46 @@ def test_batched_cond_and_uncond_match_the_reference(base_model, kind, tmp_path)
     assert differences.pop("reference") <= TOLERANCE
     # The comparison can fail: without the motion modules, with cond and uncond attending to each other as one
     # clip, or (v2) with the position encoding computed instead of the stored one, the output is far off
+    assert all(d > 100 * TOLERANCE for d in differences.values()), differences
+
+
+def test_i2v_image_features_in_the_batched_unet_match_the_reference(base_model):
+    """AnimateLCM-I2V: the adapter's features (reference_i2v, float64, from the file's weights) added where section 4
+    puts them, frame positions counted within each cond/uncond chunk. Without the features, or with positions counted
+    across the whole batch, the output is far off."""
+    path = mm.motion_module_file("animatelcm_i2v", mm.TINY_WIDTH, dtype=torch.float32, seed=3)
+    motion_sd = load_file(str(path))
+    gen = torch.Generator().manual_seed(8)
+    image_latent = torch.randn(1, 4, 8, 8, generator=gen)
+    model = attach_motion_model(base_model, load_motion_model_file(str(path), path.name), 1.0, "auto")
+    model = attach_image(model, image_latent, 0.8, 0.014)
+    sigma = float(model.get_model_object("model_sampling").sigma(torch.tensor(float(TIMESTEP))))
+    noise = torch.randn(FRAMES, 4, 8, 8, generator=gen)
+    contexts = [torch.randn(1, 77, 768, generator=gen) for _ in range(2)]
+
+    [call] = one_batched_step(model, noise, sigma, *contexts)
+    comfy.model_management.unload_all_models()
+    assert sorted(call["cond_or_uncond"]) == [0, 1]
+
+    unet = base_model.model.diffusion_model
+    with torch.no_grad():
+        def reference(positions_of_chunk):
+            return torch.cat([reference_unet(unet, call["x"][k * FRAMES:(k + 1) * FRAMES],
+                                             call["t"][k * FRAMES:(k + 1) * FRAMES],
+                                             call["context"][k * FRAMES:(k + 1) * FRAMES], motion_sd, FRAMES,
+                                             positions_of_chunk(k))
+                              for k in range(2)])
+
+        def features(positions):
+            return reference_image_encoder(motion_sd, image_latent, positions, 0.8)
+
+        references = {
+            "reference": reference(lambda k: features(list(range(FRAMES)))),
+            "no image features": reference(lambda k: None),
+            "positions across the batch": reference(lambda k: features(list(range(k * FRAMES, (k + 1) * FRAMES)))),
+        }
+    differences = {name: (call["out"] - ref).abs().max().item() for name, ref in references.items()}
+    print(f"I2V, max |eps| {call['out'].abs().max().item():.3f}, max abs difference to: "
+          + ", ".join(f"{name} {d:.3g}" for name, d in differences.items()))
+    assert differences.pop("reference") <= TOLERANCE
     assert all(d > 100 * TOLERANCE for d in differences.values()), differences
