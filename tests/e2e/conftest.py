@@ -7,7 +7,7 @@ from animatelcm.tests.fixtures.controlnet import controlnet_file
 from animatelcm.tests.fixtures.lora import lora_file
 from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
 from animatelcm.tests.fixtures.server import ComfyServer
-from animatelcm.tests.fixtures.videos import write_input_video
+from animatelcm.tests.fixtures.videos import write_input_image, write_input_video
 
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"  # the name the shipped workflows use
 LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
@@ -16,21 +16,25 @@ NOT_A_MOTION_MODULE = "a_lora_in_the_wrong_folder.safetensors"
 SECOND_MOTION_MODEL = "v3_sd15_mm.safetensors"
 INPUT_VIDEO = "animatelcm_input.mp4"  # the name the video-to-video and ControlNet workflows use
 CONTROLNET = "control_v11p_sd15_canny_fp16.safetensors"  # the name the ControlNet workflow uses
+I2V_LORA = "AnimateLCM_sd15_i2v_lora.safetensors"
+INPUT_IMAGE = "animatelcm_input.png"  # the name the image-to-video workflow uses
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     models = {
         "checkpoints": {CHECKPOINT: checkpoint_file()},
-        "loras": {LORA: lora_file()},
+        "loras": {LORA: lora_file(), I2V_LORA: lora_file()},
         "controlnet": {CONTROLNET: controlnet_file()},
         "animatediff_models": {
             mm.OFFICIAL_NAMES["animatelcm_t2v"]: mm.motion_module_file("animatelcm_t2v", fmt="ckpt"),
+            mm.OFFICIAL_NAMES["animatelcm_i2v"]: mm.motion_module_file("animatelcm_i2v", fmt="ckpt"),
             NOT_A_MOTION_MODULE: lora_file(),
             SECOND_MOTION_MODEL: mm.motion_module_file("animatediff_v2", seed=1),  # other weights, .safetensors
         },
     }
     comfy = ComfyServer(tmp_path_factory.mktemp("comfyui"), models)
     write_input_video(comfy.base_dir / "input" / INPUT_VIDEO)
+    write_input_image(comfy.base_dir / "input" / INPUT_IMAGE)
     yield comfy
     comfy.stop()

@@ -53,6 +53,8 @@ def small(prompt: dict) -> dict:
             inputs.update(context_length=8, context_overlap=2)
         elif node["class_type"] == "ALCM_PromptSchedule":
             inputs["frame_count"] = frames
+        elif node["class_type"] == "ALCM_ImageToVideo":
+            inputs.update(width=64, height=64, frames=frames)
     return prompt
 
 
@@ -112,6 +114,19 @@ def test_text_to_video_api_workflow_writes_a_16_frame_video_and_repeats_exactly(
     first, second = runs
     assert len(first) == 16 and all(np.array_equal(a, b) for a, b in zip(first, second))
     assert not np.array_equal(first[0], first[15])
+
+
+def test_image_to_video_api_workflow_writes_a_16_frame_video(server):
+    prompt = strip_meta(api_twin(next(p for p in WORKFLOWS if p.stem == "animatelcm_image_to_video")))
+    assert prompt["8"]["inputs"]["frames"] == 16 and prompt["9"]["inputs"]["steps"] == 4
+    assert prompt["9"]["inputs"]["cfg"] == 1.0
+    prompt["8"]["inputs"].update(width=64, height=64)
+    history = server.run(prompt)
+    progress = [e["data"]["value"] for e in server.events if e["type"] == "progress" and e["data"]["node"] == "9"]
+    assert progress == [1, 2, 3, 4]
+    [video] = history["outputs"]["12"]["images"]
+    frames = decoded_frames(server.output_dir / video["subfolder"] / video["filename"])
+    assert len(frames) == 16 and frames[0].shape == (64, 64, 3)
 
 
 def test_a_long_sampling_run_can_be_interrupted(server):
