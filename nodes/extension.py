@@ -8,6 +8,8 @@ from .controlnet import ApplyVideoControlNet
 from .image_to_video import ImageToVideo
 from .motion_model import ApplyMotionModel, LoadMotionModel
 from .prompt_schedule import PromptSchedule
+from .svd import LoadSVDUNet
+from .svd_sampling import SVDScheduler
 from .sampling import KSampler, Sampler, Scheduler
 from .types import MOTION_MODELS, register_model_folder
 from .video import LoadVideo, SaveVideo
@@ -19,4 +21,4 @@ register_model_folder(MOTION_MODELS)
 class AnimateLCMExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [LoadMotionModel, ApplyMotionModel, ImageToVideo, ContextOptions, PromptSchedule, ApplyVideoControlNet,
-                Scheduler, Sampler, KSampler, SaveVideo, LoadVideo, ColorMatch]
+                Scheduler, Sampler, KSampler, SaveVideo, LoadVideo, ColorMatch, LoadSVDUNet, SVDScheduler]

@@ -6,6 +6,8 @@ from animatelcm.tests.fixtures import motion_modules as mm
 from animatelcm.tests.fixtures.controlnet import controlnet_file
 from animatelcm.tests.fixtures.lora import lora_file
 from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
+from animatelcm.tests.fixtures.svd_checkpoint import svd_checkpoint_file
+from animatelcm.tests.fixtures.svd_unet import SVD_XT_NAME, svd_xt_unet_file
 from animatelcm.tests.fixtures.server import ComfyServer
 from animatelcm.tests.fixtures.videos import write_input_image, write_input_video
 
@@ -17,13 +19,20 @@ SECOND_MOTION_MODEL = "v3_sd15_mm.safetensors"
 INPUT_VIDEO = "animatelcm_input.mp4"  # the name the video-to-video and ControlNet workflows use
 CONTROLNET = "control_v11p_sd15_canny_fp16.safetensors"  # the name the ControlNet workflow uses
 I2V_LORA = "AnimateLCM_sd15_i2v_lora.safetensors"
-INPUT_IMAGE = "animatelcm_input.png"  # the name the image-to-video workflow uses
+INPUT_IMAGE = "animatelcm_input.png"  # the name the image-to-video workflows use
+SVD_CHECKPOINT = "svd_xt.safetensors"  # Stability's SVD-xt, as the SVD workflow names it
+
+
+def svd_models() -> dict:
+    return {"checkpoints": {SVD_CHECKPOINT: svd_checkpoint_file()}, "diffusion_models": {SVD_XT_NAME: svd_xt_unet_file()}}
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
+    svd = svd_models()  # listed, so the SVD workflow validates here; it runs on its own server (test_svd.py)
     models = {
-        "checkpoints": {CHECKPOINT: checkpoint_file()},
+        "checkpoints": {CHECKPOINT: checkpoint_file(), **svd["checkpoints"]},
+        "diffusion_models": svd["diffusion_models"],
         "loras": {LORA: lora_file(), I2V_LORA: lora_file()},
         "controlnet": {CONTROLNET: controlnet_file()},
         "animatediff_models": {

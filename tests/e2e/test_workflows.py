@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animatelcm.tests.fixtures.server import PromptError
-from animatelcm.tests.fixtures.videos import decoded_frames
+from animatelcm.tests.fixtures.server import ComfyServer, PromptError
+from animatelcm.tests.fixtures.videos import decoded_frames, write_input_image
+from animatelcm.tests.fixtures.workflows import WORKFLOWS as WORKFLOWS_DIR
 from animatelcm.tests.fixtures.workflows import api_twin, is_widget, strip_meta, ui_to_api, ui_workflows
 
+from .conftest import INPUT_IMAGE, svd_models
+
 WORKFLOWS = ui_workflows()
+ON_ITS_OWN_SERVER = {"animatelcm_svd_xt"}  # full-size SVD-xt needs the memory of a server of its own: test_svd.py
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -55,11 +59,14 @@ def small(prompt: dict) -> dict:
             inputs["frame_count"] = frames
         elif node["class_type"] == "ALCM_ImageToVideo":
             inputs.update(width=64, height=64, frames=frames)
+        elif node["class_type"] == "SVD_img2vid_Conditioning":
+            inputs.update(width=64, height=64, video_frames=frames)
     return prompt
 
 
 def frames_at_test_size(prompt: dict) -> int:
-    return 12 if any(node["class_type"] == "ALCM_ContextOptions" for node in prompt.values()) else 8
+    classes = {node["class_type"] for node in prompt.values()}
+    return 14 if "SVD_img2vid_Conditioning" in classes else 12 if "ALCM_ContextOptions" in classes else 8
 
 
 def read_back(path):
@@ -72,8 +79,32 @@ def read_back(path):
         return image.n_frames, 1000 / image.info["duration"], path.suffix[1:]
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.stem not in ON_ITS_OWN_SERVER], ids=lambda p: p.stem)
 def test_api_twin_runs_end_to_end_and_saves_what_its_save_node_says(server, path):
+    runs_and_saves_what_its_save_node_says(server, path)
+
+
+@pytest.fixture(scope="module")
+def svd_server(server, tmp_path_factory):
+    """A server of its own for full-size SVD-xt, holding its UNet in fp16 (as on a GPU): in fp32 the stock UNet, the
+    AnimateLCM weights patched over it and CLIP vision ViT-H need about 20 GB, more than the CI machine spares next to
+    the main server, which is emptied first."""
+    server.free()
+    comfy = ComfyServer(tmp_path_factory.mktemp("comfyui_svd"), svd_models(), extra_args=("--fp16-unet",))
+    write_input_image(comfy.base_dir / "input" / INPUT_IMAGE)
+    yield comfy
+    comfy.stop()
+
+
+def test_svd_xt_api_twin_runs_end_to_end_on_its_own_server(svd_server):
+    prompt = runs_and_saves_what_its_save_node_says(svd_server, WORKFLOWS_DIR / "animatelcm_svd_xt.json")
+    assert prompt["6"]["inputs"]["steps"] == 4 and prompt["7"]["inputs"]["sampler_name"] == "lcm"
+    progress = [e["data"]["value"] for e in svd_server.events if e["type"] == "progress" and e["data"]["node"] == "8"]
+    assert progress == [1, 2, 3, 4]
+
+
+def runs_and_saves_what_its_save_node_says(server, path) -> dict:
+    """Runs the workflow's API twin at test size; each ALCM_SaveVideo output has the frames, codec and rate asked."""
     prompt = small(strip_meta(api_twin(path)))
     history = server.run(prompt)
     saves = {node_id: node["inputs"] for node_id, node in prompt.items() if node["class_type"] == "ALCM_SaveVideo"}
@@ -89,6 +120,7 @@ def test_api_twin_runs_end_to_end_and_saves_what_its_save_node_says(server, path
         assert count == (2 * frames - 2 if inputs["pingpong"] else frames)
         expected_rate = 8.0 if isinstance(inputs["frame_rate"], list) else inputs["frame_rate"]  # linked: 8 fps video
         assert rate == pytest.approx(expected_rate, rel=0.05)
+    return prompt
 
 
 def test_text_to_video_api_workflow_writes_a_16_frame_video_and_repeats_exactly(server):

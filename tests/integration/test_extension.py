@@ -32,5 +32,6 @@ def test_entrypoint_returns_the_extension_with_v3_nodes():
                                                       "ALCM_Scheduler", "ALCM_Sampler", "ALCM_KSampler",
                                                       "ALCM_SaveVideo", "ALCM_LoadVideo", "ALCM_ContextOptions",
                                                       "ALCM_PromptSchedule", "ALCM_ApplyVideoControlNet",
-                                                      "ALCM_ImageToVideo", "ALCM_ColorMatch"}
+                                                      "ALCM_ImageToVideo", "ALCM_ColorMatch",
+                                                      "ALCM_LoadSVDUNet", "ALCM_SVDScheduler"}
     assert all(schema.category.startswith("AnimateLCM") for schema in schemas)
