@@ -14,6 +14,7 @@ from animatelcm.tests.fixtures.videos import write_input_image, write_input_vide
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"  # the name the shipped workflows use
 LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
 MOTION_MODEL = mm.OFFICIAL_NAMES["animatelcm_t2v"]
+I2V_MOTION_MODEL = mm.OFFICIAL_NAMES["animatelcm_i2v"]
 NOT_A_MOTION_MODULE = "a_lora_in_the_wrong_folder.safetensors"
 SECOND_MOTION_MODEL = "v3_sd15_mm.safetensors"
 INPUT_VIDEO = "animatelcm_input.mp4"  # the name the video-to-video and ControlNet workflows use
@@ -37,7 +38,7 @@ def server(tmp_path_factory):
         "controlnet": {CONTROLNET: controlnet_file()},
         "animatediff_models": {
             mm.OFFICIAL_NAMES["animatelcm_t2v"]: mm.motion_module_file("animatelcm_t2v", fmt="ckpt"),
-            mm.OFFICIAL_NAMES["animatelcm_i2v"]: mm.motion_module_file("animatelcm_i2v", fmt="ckpt"),
+            I2V_MOTION_MODEL: mm.motion_module_file("animatelcm_i2v", fmt="ckpt"),
             NOT_A_MOTION_MODULE: lora_file(),
             SECOND_MOTION_MODEL: mm.motion_module_file("animatediff_v2", seed=1),  # other weights, .safetensors
         },

@@ -7,7 +7,7 @@ from animatelcm.tests.fixtures.server import PromptError
 import numpy as np
 from PIL import Image
 
-from .conftest import CHECKPOINT, LORA, MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL
+from .conftest import CHECKPOINT, I2V_MOTION_MODEL, LORA, MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL
 
 NODE_IDS = {"ALCM_LoadMotionModel": ["model_name"],
             "ALCM_ApplyMotionModel": ["model", "motion_model", "motion_scale", "beta_schedule"]}
@@ -40,7 +40,7 @@ def test_object_info_lists_the_pack_nodes_with_their_inputs(server):
         declared = {**info[node_id]["input"]["required"], **info[node_id]["input"].get("optional", {})}
         assert list(declared) == inputs
     assert info["ALCM_LoadMotionModel"]["input"]["required"]["model_name"][1]["options"] == sorted(
-        [MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL])
+        [MOTION_MODEL, I2V_MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL])
     assert info["ALCM_ApplyMotionModel"]["input"]["required"]["beta_schedule"][1]["options"] == [
         "auto", "linear", "scaled_linear (SD1.5)"]
 
