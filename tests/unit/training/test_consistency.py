@@ -1,0 +1,60 @@
+"""The consistency-distillation math against the reference's formulas and numbers (sections 3 and 6)."""
+
+import math
+
+import pytest
+import torch
+
+from animatelcm.training.consistency import (boundary_scalings, consistency_function, ddim_step, ema_update,
+                                             guided_eps, linear_alphas_cumprod, predicted_x0, pseudo_huber)
+
+ABAR = linear_alphas_cumprod()
+
+
+@pytest.mark.parametrize("t, sigma", [(999, 25.1461), (749, 6.5572), (499, 2.2760), (249, 0.8670)])
+def test_linear_schedule_gives_the_reference_noise_levels(t, sigma):
+    assert math.sqrt((1 - ABAR[t]) / ABAR[t]) == pytest.approx(sigma, abs=5e-5)
+
+
+def test_the_consistency_function_is_exactly_the_identity_at_the_boundary():
+    c_skip, c_out = boundary_scalings(torch.tensor([0]))
+    assert c_skip.item() == 1.0 and c_out.item() == 0.0
+    x, eps = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    assert torch.equal(consistency_function(x, eps, torch.tensor([0, 0, 0]), ABAR), x)
+
+
+def test_away_from_the_boundary_it_is_the_reference_mix():
+    t = torch.tensor([499])
+    s = 10 * 499
+    c_skip, c_out = 0.25 / (s ** 2 + 0.25), s / math.sqrt(s ** 2 + 0.25)
+    x, eps = torch.randn(1, 4, 2, 2, dtype=torch.float64), torch.randn(1, 4, 2, 2, dtype=torch.float64)
+    x0 = (x - math.sqrt(1 - ABAR[499]) * eps) / math.sqrt(ABAR[499])
+    torch.testing.assert_close(consistency_function(x, eps, t, ABAR), c_out * x0 + c_skip * x, rtol=0, atol=1e-12)
+
+
+def test_ddim_with_the_true_noise_lands_on_the_forward_process():
+    x0, eps = torch.randn(2, 4, 8, 8, dtype=torch.float64), torch.randn(2, 4, 8, 8, dtype=torch.float64)
+    t, s = torch.tensor([819, 519]), torch.tensor([799, 499])  # skip k = 20
+    x_t = ABAR[t].sqrt().view(-1, 1, 1, 1) * x0 + (1 - ABAR[t]).sqrt().view(-1, 1, 1, 1) * eps
+    expected = ABAR[s].sqrt().view(-1, 1, 1, 1) * x0 + (1 - ABAR[s]).sqrt().view(-1, 1, 1, 1) * eps
+    torch.testing.assert_close(ddim_step(x_t, eps, t, s, ABAR), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(predicted_x0(x_t, eps, t, ABAR), x0, rtol=0, atol=1e-12)
+
+
+def test_guidance_and_pseudo_huber():
+    c, u = torch.randn(2, 3), torch.randn(2, 3)
+    assert torch.equal(guided_eps(c, u, 0.0), c)
+    torch.testing.assert_close(guided_eps(c, u, torch.tensor([1.0, 7.0])),
+                               torch.stack([2 * c[0] - u[0], 8 * c[1] - 7 * u[1]]))
+    zero = torch.zeros(10)
+    assert pseudo_huber(zero, zero).item() == 0.0
+    assert pseudo_huber(torch.full((10,), 1e-4), zero, c=0.001).item() == pytest.approx(1e-8 / 0.002, rel=1e-3)
+    assert pseudo_huber(torch.full((10,), 3.0), zero, c=0.001).item() == pytest.approx(3.0 - 0.001, rel=1e-6)
+
+
+def test_ema_moves_the_target_towards_the_online_weights():
+    target, online = [torch.zeros(3)], [torch.ones(3)]
+    ema_update(target, online, 0.95)
+    torch.testing.assert_close(target[0], torch.full((3,), 0.05))
+    ema_update(target, online, 1.0)
+    torch.testing.assert_close(target[0], torch.full((3,), 0.05))

@@ -1,0 +1,1 @@
+"""Training AnimateLCM (consistency distillation): importable and tested, never imported by the nodes at start-up."""

@@ -1,0 +1,78 @@
+"""Consistency-distillation math (LCM / AnimateLCM, shared/docs/animatelcm-reference.md sections 3 and 6).
+
+Plain functions on tensors, in the DDPM x_t space of an epsilon-prediction model, for the trainer to compose:
+the student's consistency function f(x_t, t) = c_out(t) x0(x_t, eps) + c_skip(t) x_t (exact at the boundary:
+f(x, 0) = x), the target from one DDIM step of the classifier-free-guided teacher from t_{n+k} to t_n, the
+pseudo-Huber distance, and the EMA that makes the target network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+TRAIN_TIMESTEPS = 1000
+TIMESTEP_SCALING = 10.0
+SIGMA_DATA = 0.5
+
+
+def linear_alphas_cumprod(beta_start: float = 0.00085, beta_end: float = 0.012,
+                          steps: int = TRAIN_TIMESTEPS) -> torch.Tensor:
+    """abar_t of the linear beta schedule every SD1.5 motion model was trained with (I2V: beta_end 0.014), float64."""
+    betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.to(like.dtype).reshape(-1, *[1] * (like.ndim - 1))
+
+
+def boundary_scalings(t: torch.Tensor, timestep_scaling: float = TIMESTEP_SCALING,
+                      sigma_data: float = SIGMA_DATA) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_skip, c_out) of LCM's boundary conditions: s = scaling * t, c_skip = sd^2 / (s^2 + sd^2),
+    c_out = s / sqrt(s^2 + sd^2); at t = 0 exactly (1, 0)."""
+    s = timestep_scaling * t.to(torch.float64)
+    c_skip = sigma_data ** 2 / (s ** 2 + sigma_data ** 2)
+    c_out = s / (s ** 2 + sigma_data ** 2).sqrt()
+    return c_skip, c_out
+
+
+def predicted_x0(x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    abar = _per_sample(alphas_cumprod[t], x_t)
+    return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+
+
+def consistency_function(x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor,
+                         alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """f(x_t, t) for a model's noise prediction `eps` at integer timesteps `t` (one per sample)."""
+    c_skip, c_out = boundary_scalings(t)
+    return _per_sample(c_out, x_t) * predicted_x0(x_t, eps, t, alphas_cumprod) + _per_sample(c_skip, x_t) * x_t
+
+
+def guided_eps(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: torch.Tensor | float) -> torch.Tensor:
+    """The CFG-augmented teacher: (1 + w) eps(c) - w eps(empty), w one per sample or a number."""
+    w = _per_sample(torch.as_tensor(w, dtype=eps_cond.dtype).flatten(), eps_cond) if torch.is_tensor(w) else w
+    return (1 + w) * eps_cond - w * eps_uncond
+
+
+def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
+              alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """One deterministic DDIM step from timestep t to the earlier s (the distillation's ODE solver): keeps x0 and
+    eps, moves the noise level."""
+    x0 = predicted_x0(x_t, eps, t, alphas_cumprod)
+    abar_s = _per_sample(alphas_cumprod[s], x_t)
+    return abar_s.sqrt() * x0 + (1 - abar_s).sqrt() * eps
+
+
+def pseudo_huber(prediction: torch.Tensor, target: torch.Tensor, c: float = 0.001) -> torch.Tensor:
+    """mean of sqrt(r^2 + c^2) - c, r the elementwise difference: quadratic for |r| << c, linear beyond."""
+    r = prediction.float() - target.float()
+    return ((r ** 2 + c ** 2).sqrt() - c).mean()
+
+
+@torch.no_grad()
+def ema_update(target: Iterable[torch.Tensor], online: Iterable[torch.Tensor], decay: float) -> None:
+    """target <- decay * target + (1 - decay) * online, in place (the target network theta-)."""
+    for t, o in zip(target, online, strict=True):
+        t.mul_(decay).add_(o.detach().to(t.dtype), alpha=1 - decay)
