@@ -27,9 +27,9 @@ IMAGE_ENCODER_PREFIX = "img_encoder."
 WRAPPER_PREFIXES = ("module.",)  # added by torch.nn.DataParallel / DistributedDataParallel when saving
 KINDS_BY_PE_LENGTH = {None: "animatelcm_t2v", 24: "animatediff_v1", 32: "animatediff_v2_v3"}
 
-_LORA_KEY = re.compile(r"lora_down|lora_up|lora_unet_|[._]lora[._]")
+LORA_KEY = re.compile(r"lora_down|lora_up|lora_unet_|[._]lora[._]")
 _DOWN_LEVEL_KEY = re.compile(r"down_blocks\.(\d+)\.motion_modules\.")
-_SHOWN = 3  # keys quoted in an error message
+SHOWN = 3  # keys quoted in an error message
 
 
 class MotionModelFormatError(ValueError):
@@ -132,29 +132,30 @@ def _build(fmt: MotionModelFormat, **kwargs) -> MotionModel:
                        image_encoder=fmt.has_image_encoder, **kwargs)
 
 
-def _quote(keys) -> str:
+def quote_keys(keys) -> str:
+    """The first few keys for an error message, and how many more there are."""
     keys = sorted(keys)
-    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
-    return ", ".join(keys[:_SHOWN]) + more
+    more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
+    return ", ".join(keys[:SHOWN]) + more
 
 
 def _reject_other_files(state_dict: dict[str, torch.Tensor], name: str) -> None:
     """Recognise the files users most often put in the motion-model folder by mistake."""
     if not state_dict:
         raise MotionModelFormatError(f"{name}: expected a motion module, found no tensors at all")
-    if lora := [k for k in state_dict if _LORA_KEY.search(k)]:
-        raise MotionModelFormatError(f"{name}: this is a LoRA (keys such as {_quote(lora)}), not a motion module: "
+    if lora := [k for k in state_dict if LORA_KEY.search(k)]:
+        raise MotionModelFormatError(f"{name}: this is a LoRA (keys such as {quote_keys(lora)}), not a motion module: "
                                      "put it in models/loras and load it with a LoRA loader")
     if full := [k for k in state_dict if k.startswith("model.diffusion_model.")]:
         raise MotionModelFormatError(f"{name}: this is a full Stable Diffusion checkpoint (keys such as "
-                                     f"{_quote(full)}), not a motion module: load it with Load Checkpoint")
+                                     f"{quote_keys(full)}), not a motion module: load it with Load Checkpoint")
     if hotshot := [k for k in state_dict if "temporal_attentions" in k]:
         raise MotionModelFormatError(f"{name}: this is a HotshotXL (SDXL) motion module (keys such as "
-                                     f"{_quote(hotshot)}); expected an SD1.5 motion module (AnimateLCM or "
+                                     f"{quote_keys(hotshot)}); expected an SD1.5 motion module (AnimateLCM or "
                                      "AnimateDiff v1/v2/v3)")
     if not any(".motion_modules." in k for k in state_dict):
         raise MotionModelFormatError(f"{name}: expected motion-module keys such as down_blocks.0.motion_modules.0."
-                                     f"temporal_transformer.norm.weight, found {_quote(state_dict)}")
+                                     f"temporal_transformer.norm.weight, found {quote_keys(state_dict)}")
 
 
 def _width(state_dict: dict[str, torch.Tensor], name: str) -> tuple[int, ...]:
@@ -171,7 +172,7 @@ def _width(state_dict: dict[str, torch.Tensor], name: str) -> tuple[int, ...]:
     if len(found) != len(levels):
         missing = [f"down_blocks.{i}.motion_modules.0.temporal_transformer.proj_in.weight"
                    for i, w in zip(levels, proj_in) if w is None]
-        raise MotionModelFormatError(f"{name}: missing keys: {_quote(missing)}")
+        raise MotionModelFormatError(f"{name}: missing keys: {quote_keys(missing)}")
     if any(c % GROUPS for c in found):
         raise MotionModelFormatError(f"{name}: expected channels that are multiples of {GROUPS}, found {found}")
     return found
@@ -183,11 +184,11 @@ def _check_layout(state_dict: dict[str, torch.Tensor], fmt: MotionModelFormat, n
     found = {k: tuple(v.shape) for k, v in state_dict.items()}
     problems = []
     if missing := expected.keys() - found.keys():
-        problems.append(f"{len(missing)} missing keys ({_quote(missing)})")
+        problems.append(f"{len(missing)} missing keys ({quote_keys(missing)})")
     if unexpected := found.keys() - expected.keys():
-        problems.append(f"{len(unexpected)} unexpected keys ({_quote(unexpected)})")
+        problems.append(f"{len(unexpected)} unexpected keys ({quote_keys(unexpected)})")
     if wrong := sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k]):
-        shapes = ", ".join(f"{k} expected {list(expected[k])} found {list(found[k])}" for k in wrong[:_SHOWN])
+        shapes = ", ".join(f"{k} expected {list(expected[k])} found {list(found[k])}" for k in wrong[:SHOWN])
         problems.append(f"{len(wrong)} keys with the wrong shape ({shapes})")
     if problems:
         raise MotionModelFormatError(f"{name}: not a valid {fmt.kind} motion module with channels {fmt.width}: "

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 
 import torch
 
+from .checkpoint import LORA_KEY, SHOWN, quote_keys
+
 # diffusers' UNetSpatioTemporalConditionModel config of SVD-xt (its config.json; also the class defaults).
 SVD_XT_CONFIG = {
     "sample_size": 96,
@@ -57,9 +59,7 @@ _BLOCK = re.compile(r"^transformer_blocks\.(\d+)\.(.+)$")
 _TEMPORAL_BLOCK_EXTRA = ("norm_in.weight", "norm_in.bias", "ff_in.net.0.proj.weight", "ff_in.net.0.proj.bias",
                          "ff_in.net.2.weight", "ff_in.net.2.bias")
 _TIME_POS_EMBED = {"linear_1": "0", "linear_2": "2"}
-_LORA_KEY = re.compile(r"lora_down|lora_up|lora_unet_|[._]lora[._]")
 _FAMILIES = {768: "an SD1.5 UNet", 1024: "an SD2.x UNet", 1280: "an SDXL refiner UNet", 2048: "an SDXL UNet"}
-_SHOWN = 3  # keys quoted in an error message
 
 
 class SVDUNetFormatError(ValueError):
@@ -111,12 +111,6 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
-def _quote(keys) -> str:
-    keys = sorted(keys)
-    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
-    return ", ".join(keys[:_SHOWN]) + more
-
-
 def _family(state_dict: Mapping[str, torch.Tensor]) -> str:
     """"an SD1.5 UNet", "an SDXL UNet"...: the family, from the cross-attention width of a UNet's attention layers."""
     widths = [v.shape[1] for k, v in sorted(state_dict.items())
@@ -133,21 +127,21 @@ def identify_svd_unet(state_dict: Mapping[str, torch.Tensor], name: str) -> None
                 f"{EXAMPLE_KEY}) in {WHERE_IT_GOES}")
     if not state_dict:
         raise SVDUNetFormatError(f"{name}: found no tensors at all; {expected}")
-    if lora := [k for k in state_dict if _LORA_KEY.search(k)]:
-        raise SVDUNetFormatError(f"{name}: this is a LoRA (keys such as {_quote(lora)}), not a UNet; {expected}. "
+    if lora := [k for k in state_dict if LORA_KEY.search(k)]:
+        raise SVDUNetFormatError(f"{name}: this is a LoRA (keys such as {quote_keys(lora)}), not a UNet; {expected}. "
                                  "Put LoRAs in models/loras and apply them with a LoRA loader")
     if full := [k for k in state_dict if k.startswith(("model.diffusion_model.", "first_stage_model.",
                                                         "conditioner.", "cond_stage_model."))]:
         if any(".time_stack." in k for k in full):
             raise SVDUNetFormatError(
-                f"{name}: this is a full SVD checkpoint (keys such as {_quote(full)}), such as svd_xt.safetensors, "
+                f"{name}: this is a full SVD checkpoint (keys such as {quote_keys(full)}), such as svd_xt.safetensors, "
                 f"not the AnimateLCM-SVD-xt UNet alone; {expected}. Put the SVD-xt checkpoint in models/checkpoints "
                 "and load it with Image Only Checkpoint Loader: that gives the MODEL this node takes")
-        raise SVDUNetFormatError(f"{name}: this is a full Stable Diffusion checkpoint (keys such as {_quote(full)}), "
+        raise SVDUNetFormatError(f"{name}: this is a full Stable Diffusion checkpoint (keys such as {quote_keys(full)}), "
                                  f"not the AnimateLCM-SVD-xt UNet; {expected}")
     if motion := [k for k in state_dict if ".motion_modules." in k or "temporal_attentions" in k]:
         raise SVDUNetFormatError(
-            f"{name}: this is a motion module (AnimateDiff/AnimateLCM keys such as {_quote(motion)}), not the "
+            f"{name}: this is a motion module (AnimateDiff/AnimateLCM keys such as {quote_keys(motion)}), not the "
             f"AnimateLCM-SVD-xt UNet; {expected}. Put motion modules in models/animatediff_models and load them "
             "with Load AnimateLCM Motion Model, for an SD1.5 MODEL")
     if "input_blocks.0.0.weight" in state_dict:
@@ -161,9 +155,9 @@ def identify_svd_unet(state_dict: Mapping[str, torch.Tensor], name: str) -> None
     if not any(".spatial_res_block." in k for k in state_dict):
         if resnets := [k for k in state_dict if _RESNET.match(k)]:
             raise SVDUNetFormatError(f"{name}: this is {_family(state_dict)} in diffusers layout (keys such as "
-                                     f"{_quote(resnets)}, no temporal layers), not the AnimateLCM-SVD-xt UNet; "
+                                     f"{quote_keys(resnets)}, no temporal layers), not the AnimateLCM-SVD-xt UNet; "
                                      f"{expected}")
-        raise SVDUNetFormatError(f"{name}: {expected}, found keys such as {_quote(state_dict)}")
+        raise SVDUNetFormatError(f"{name}: {expected}, found keys such as {quote_keys(state_dict)}")
 
 
 def convert_svd_unet(state_dict: Mapping[str, torch.Tensor], key_map: Mapping[str, str],
@@ -179,13 +173,13 @@ def convert_svd_unet(state_dict: Mapping[str, torch.Tensor], key_map: Mapping[st
     converted = {key_map[k]: v for k, v in state_dict.items() if key_map.get(k) in expected}
     problems = []
     if missing := expected.keys() - converted.keys():
-        problems.append(f"{_count(len(missing), 'missing key')} ({_quote(inverse.get(k, k) for k in missing)})")
+        problems.append(f"{_count(len(missing), 'missing key')} ({quote_keys(inverse.get(k, k) for k in missing)})")
     if unexpected := [k for k in state_dict if key_map.get(k) not in expected]:
-        problems.append(f"{_count(len(unexpected), 'unexpected key')} ({_quote(unexpected)})")
+        problems.append(f"{_count(len(unexpected), 'unexpected key')} ({quote_keys(unexpected)})")
     if wrong := sorted(k for k, v in converted.items() if tuple(v.shape) != tuple(expected[k])):
         shapes = ", ".join(f"{inverse[k]} expected {list(expected[k])} found {list(converted[k].shape)}"
-                           for k in wrong[:_SHOWN])
-        more = f" and {len(wrong) - _SHOWN} more" if len(wrong) > _SHOWN else ""
+                           for k in wrong[:SHOWN])
+        more = f" and {len(wrong) - SHOWN} more" if len(wrong) > SHOWN else ""
         problems.append(f"{_count(len(wrong), 'key')} with the wrong shape ({shapes}{more})")
     if problems:
         raise SVDUNetFormatError(
