@@ -29,7 +29,7 @@ from comfy.patcher_extension import PatcherInjection, WrappersMP
 from comfy_extras.nodes_model_advanced import LCM
 
 from ..motion_models.checkpoint import LoadedMotionModel, load_motion_model, unreadable_file_error
-from ..motion_models.motion_module import TemporalTransformer
+from ..motion_models.motion_module import MotionModel, TemporalTransformer
 
 KEY = "animatelcm"
 IMAGE_FEATURES = "animatelcm_image_features"  # transformer_options entry: the I2V features of the current UNet call
@@ -105,7 +105,12 @@ def _run_motion_layer(layer: MotionModuleLayer | ImageFeatureLayer, x, emb, cont
     return layer(x, transformer_options)
 
 
-def _remove_layers(unet) -> None:
+# forward_timestep_embed patches that run the inserted layers: (layer class, function) pairs.
+MOTION_LAYER_PATCHES = ((MotionModuleLayer, _run_motion_layer), (ImageFeatureLayer, _run_motion_layer))
+
+
+def remove_motion_layers(unet) -> None:
+    """Takes every motion (and image-feature) layer out of a ComfyUI `UNetModel`."""
     for blocks in (unet.input_blocks, [unet.middle_block], unet.output_blocks):
         for block in blocks:
             for i in reversed(range(len(block))):
@@ -113,15 +118,17 @@ def _remove_layers(unet) -> None:
                     del block[i]
 
 
-def _inject(motion: MotionModelPatcher, scale: float, patcher: comfy.model_patcher.ModelPatcher) -> None:
-    unet = patcher.model.diffusion_model
-    _remove_layers(unet)  # another clone's layers, if that clone was never ejected, must not run twice
-    for placement, transformer in motion.loaded.model.in_unet_order():
+def insert_motion_layers(unet, motion_model: MotionModel, scale: float) -> None:
+    """Puts one `MotionModuleLayer` per temporal transformer of `motion_model` into a ComfyUI `UNetModel` at the
+    places of the reference (and the I2V image-feature layers); any layers already there are removed first, so none
+    runs twice. They run through `MOTION_LAYER_PATCHES` in transformer_options."""
+    remove_motion_layers(unet)
+    for placement, transformer in motion_model.in_unet_order():
         attribute, index = placement.ldm_block
         blocks = getattr(unet, attribute)
         block = blocks if attribute == "middle_block" else blocks[index]
         layers = [MotionModuleLayer(transformer, scale)]
-        if motion.loaded.model.image_encoder is not None and placement.block == "down" and placement.position == 1:
+        if motion_model.image_encoder is not None and placement.block == "down" and placement.position == 1:
             layers.insert(0, ImageFeatureLayer(placement.level))  # after the level's second resnet/attention
         if attribute == "middle_block":  # between the SpatialTransformer and the second ResBlock
             at = index + 1
@@ -132,8 +139,12 @@ def _inject(motion: MotionModelPatcher, scale: float, patcher: comfy.model_patch
             block.insert(at + offset, layer)
 
 
+def _inject(motion: MotionModelPatcher, scale: float, patcher: comfy.model_patcher.ModelPatcher) -> None:
+    insert_motion_layers(patcher.model.diffusion_model, motion.loaded.model, scale)
+
+
 def _eject(patcher: comfy.model_patcher.ModelPatcher) -> None:
-    _remove_layers(patcher.model.diffusion_model)
+    remove_motion_layers(patcher.model.diffusion_model)
 
 
 def _check_frame_count(max_frames: int, executor, noise, *args, **kwargs):
@@ -156,22 +167,28 @@ def _check_frame_count(max_frames: int, executor, noise, *args, **kwargs):
     return executor(noise, *args, **kwargs)
 
 
-def motion_model_sampling(model: comfy.model_patcher.ModelPatcher, beta_schedule: str, lcm: bool,
-                          beta_end: float | None = None):
-    """Discrete-time model sampling on the chosen beta schedule, with LCM boundary conditions when `lcm`; `beta_end`
-    replaces the linear schedule's last beta."""
+def discrete_model_sampling(settings: dict, lcm: bool):
+    """ComfyUI's discrete-time model sampling for an epsilon model on `settings` (beta_schedule, linear_start,
+    linear_end, ...), with LCM boundary conditions when `lcm`."""
     prediction = LCM if lcm else comfy.model_sampling.EPS
 
     class MotionModelSampling(comfy.model_sampling.ModelSamplingDiscrete, prediction):
         pass
 
+    # ModelSamplingDiscrete reads only `sampling_settings` from the model config it is given.
+    return MotionModelSampling(SimpleNamespace(sampling_settings=settings))
+
+
+def motion_model_sampling(model: comfy.model_patcher.ModelPatcher, beta_schedule: str, lcm: bool,
+                          beta_end: float | None = None):
+    """Discrete-time model sampling on the chosen beta schedule, with LCM boundary conditions when `lcm`; `beta_end`
+    replaces the linear schedule's last beta."""
     settings = dict(model.model.model_config.sampling_settings, beta_schedule=BETA_SCHEDULES[beta_schedule])
     if beta_schedule != "scaled_linear (SD1.5)":
         settings.update(TRAINING_BETAS)
         if beta_end is not None:
             settings["linear_end"] = beta_end
-    # ModelSamplingDiscrete reads only `sampling_settings` from the model config it is given.
-    return MotionModelSampling(SimpleNamespace(sampling_settings=settings))
+    return discrete_model_sampling(settings, lcm)
 
 
 def applied_motion_model(model: comfy.model_patcher.ModelPatcher) -> MotionModelPatcher | None:
@@ -185,9 +202,9 @@ def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionM
     m.set_additional_models(KEY, [motion.patcher])
     m.set_injections(KEY, [PatcherInjection(inject=partial(_inject, motion, motion_scale), eject=_eject)])
     patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
-    for layer_type in (MotionModuleLayer, ImageFeatureLayer):
+    for layer_type, run in MOTION_LAYER_PATCHES:
         if not any(patched is layer_type for patched, _ in patches):
-            m.set_model_forward_timestep_embed_patch((layer_type, _run_motion_layer))
+            m.set_model_forward_timestep_embed_patch((layer_type, run))
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY,
                            partial(_check_frame_count, motion.loaded.format.max_frames))
     lcm = beta_schedule == "auto" and motion.is_animatelcm

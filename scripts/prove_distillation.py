@@ -1,0 +1,184 @@
+"""The small-scale proof of AnimateLCM's training recipe, on the CPU: does a consistency-distilled student at 1-4 steps
+match its teacher at 50, where the teacher's own few-step samplers fail?
+
+1. A synthetic captioned dataset (training/shapes.py: coloured shapes moving in a stated direction) and a classifier
+   trained on real clips of it, which reads shape, colour and direction back from a clip (prompt accuracy), and a
+   temporal-consistency score from its frame embeddings (training/evaluation.py).
+2. A small teacher of the SD1.5 family trained here (reduced width, pixel space, the pack's motion module): image UNet
+   first, then its motion module (the video teacher), as ordinary diffusion models.
+3. Stage 1 (spatial LoRA), stage 2 (motion module; LoRA in the online model only, the paper's initialisation), stage 2
+   with the LoRA merged into the target too, and direct one-stage distillation with the steps of stages 1 + 2.
+4. One table: every model and sampler on the same noise, prompts and classifier.
+
+    .dev/venv/bin/python scripts/prove_distillation.py                # about 90 minutes on 2 cores
+    .dev/venv/bin/python scripts/prove_distillation.py --scale 0.05   # a quick run through every part
+
+Each stage resumes from its run folder (--work), so an interrupted proof continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train import ROOT, import_pack_and_comfyui  # noqa: E402
+
+# name, stage, steps, clips (or images) per step, learning rate, extra [train] settings
+PLAN = [
+    ("teacher_image", "teacher_image", 800, 64, 1e-3, {}),
+    ("teacher_motion", "teacher_motion", 500, 8, 5e-4, {}),
+    ("stage1_image", "image", 300, 32, 5e-4, {}),
+    ("stage2_motion", "motion", 400, 4, 5e-4, {"init": "paper"}),
+    ("stage2_motion_merged", "motion", 400, 4, 5e-4, {"init": "merged"}),
+    ("direct", "direct", 700, 4, 5e-4, {}),  # the steps of stages 1 + 2
+]
+LORA_RANK = 16
+GUIDANCE = [1.0, 2.0]  # w: the teacher's eps = (1 + w) eps(c) - w eps(empty), cfg 2-3
+TEACHER_CFG = 1.0 + sum(GUIDANCE) / 2
+
+
+def train_all(work: Path, frames: int, size: int, scale: float) -> dict[str, float]:
+    from animatelcm.training.config import Config
+    from animatelcm.training.trainer import BASE_FILE, LORA_FILE, MOTION_FILE, Trainer
+
+    seconds = {}
+    for name, stage, steps, batch, lr, extra in PLAN:
+        model = {"backbone": "tiny", "lora_rank": LORA_RANK}
+        if stage != "teacher_image":
+            model["base"] = str(work / "teacher_image" / BASE_FILE)
+        if stage in ("motion", "direct"):
+            model["teacher_motion_module"] = str(work / "teacher_motion" / MOTION_FILE)
+        if stage == "motion":
+            model["lora"] = str(work / "stage1_image" / LORA_FILE)
+        config = Config.from_dict({
+            "model": model, "data": {"frames": frames, "size": size},
+            "train": {"stage": stage, "steps": max(1, math.ceil(steps * scale)), "batch_size": batch,
+                      "learning_rate": lr, "warmup_steps": 20, "skip": 10, "guidance": GUIDANCE, **extra},
+            "output": {"dir": str(work / name), "checkpoint_every": 100,
+                       "sample_captions": ["a red circle moving right", "a blue triangle moving up"]},
+        })
+        start = time.perf_counter()
+        report = Trainer(config).run()
+        seconds[name] = time.perf_counter() - start
+        print(f"{name}: {report['steps']} steps, final loss {report['loss']:.4f}, {seconds[name]:.0f} s", flush=True)
+    return seconds
+
+
+def student(work: Path, size: int, lora_run: str, motion_run: str):
+    """The distilled network: teacher base + a LoRA + a motion module, as noise-prediction function."""
+    from safetensors.torch import load_file
+
+    from animatelcm.training.backbones import load_backbone
+    from animatelcm.training.lora import SpatialLoRA
+    from animatelcm.training.models import VideoUNet
+    from animatelcm.training.trainer import BASE_FILE, LORA_FILE, MOTION_FILE, read_motion_model
+
+    backbone = load_backbone("tiny", str(work / "teacher_image" / BASE_FILE), torch.device("cpu"), size)
+    lora = SpatialLoRA(backbone.unet, backbone.unet_config, LORA_RANK)
+    lora.load_state_dict(load_file(work / lora_run / LORA_FILE))
+    motion = read_motion_model(str(work / motion_run / MOTION_FILE), torch.device("cpu"))
+    unet = VideoUNet(backbone.unet)
+    return backbone, (lambda x, t, c: unet(x, t, c, motion))
+
+
+def teacher(work: Path, size: int):
+    from animatelcm.training.backbones import load_backbone
+    from animatelcm.training.models import VideoUNet
+    from animatelcm.training.trainer import BASE_FILE, MOTION_FILE, read_motion_model
+
+    backbone = load_backbone("tiny", str(work / "teacher_image" / BASE_FILE), torch.device("cpu"), size)
+    motion = read_motion_model(str(work / "teacher_motion" / MOTION_FILE), torch.device("cpu"))
+    unet = VideoUNet(backbone.unet)
+    return backbone, (lambda x, t, c: unet(x, t, c, motion))
+
+
+def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_steps: int) -> list[dict]:
+    from animatelcm.training.evaluation import prompt_accuracy, temporal_consistency, train_classifier
+    from animatelcm.training.sampling import sample
+    from animatelcm.training.shapes import MovingShapes, all_captions, all_labels
+
+    dataset = MovingShapes(frames=frames, size=size)
+    classifier = train_classifier(dataset, steps=classifier_steps)
+    captions = all_captions() * per_prompt
+    labels = all_labels().repeat(per_prompt, 1)
+    noise = torch.randn(len(captions), frames, 3, size, size, generator=torch.Generator().manual_seed(1234))
+    rows = []
+
+    def row(model: str, sampler: str, steps: int | str, cfg: float, videos: torch.Tensor, seconds: float):
+        accuracy = prompt_accuracy(classifier, videos, labels)
+        rows.append({"model": model, "sampler": sampler, "steps": steps, "cfg": cfg, **accuracy,
+                     "temporal": temporal_consistency(classifier, videos),
+                     "ms_per_clip": 1000 * seconds / len(captions)})
+        print(json.dumps(rows[-1]), flush=True)
+
+    real = dataset.render(labels, torch.Generator().manual_seed(99))
+    row("real clips", "-", "-", 0.0, real, 0.0)
+
+    def run(model: str, backbone, net, method: str, steps: int, cfg: float):
+        context, empty = backbone.encode_text(captions), backbone.encode_text([""])
+        start = time.perf_counter()
+        videos = torch.cat([sample(net, noise[i:i + 36], context[i:i + 36], method, steps, uncond=empty, cfg=cfg,
+                                   seed=i) for i in range(0, len(captions), 36)])
+        row(model, method, steps, cfg, videos.clamp(-1, 1), time.perf_counter() - start)
+
+    with torch.no_grad():
+        backbone, net = teacher(work, size)
+        for method, steps in [("ddim", 1), ("ddim", 2), ("ddim", 4), ("ddim", 50), ("dpmpp_2m", 1), ("dpmpp_2m", 2),
+                              ("dpmpp_2m", 4)]:
+            run("teacher", backbone, net, method, steps, TEACHER_CFG)
+        for label, lora_run, motion_run in [("student, decoupled (paper init)", "stage1_image", "stage2_motion"),
+                                            ("student, decoupled, LoRA merged in target too", "stage1_image",
+                                             "stage2_motion_merged"),
+                                            ("student, direct one-stage", "direct", "direct")]:
+            backbone, net = student(work, size, lora_run, motion_run)
+            for steps in (1, 2, 4):
+                run(label, backbone, net, "lcm", steps, 1.0)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | sampler | steps | CFG | prompt accuracy (mean) | shape | colour | direction | all three | "
+             "temporal consistency | ms per clip |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['cfg']:g} | {r['mean']:.1f} | "
+                     f"{r['shape']:.1f} | {r['colour']:.1f} | {r['direction']:.1f} | {r['all']:.1f} | "
+                     f"{r['temporal']:.2f} | {r['ms_per_clip']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=ROOT / ".dev" / "artifacts" / "proof")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=16)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps (0.05: smoke run)")
+    parser.add_argument("--per-prompt", type=int, default=2, help="clips per prompt (36 prompts) in the evaluation")
+    parser.add_argument("--classifier-steps", type=int, default=400)
+    options = parser.parse_args()
+    import_pack_and_comfyui()
+    import comfy.utils
+
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    start = time.perf_counter()
+    seconds = train_all(options.work, options.frames, options.size, options.scale)
+    rows = evaluate(options.work, options.frames, options.size, options.per_prompt, options.classifier_steps)
+    wall = time.perf_counter() - start
+    text = table(rows)
+    print(text)
+    print(f"wall time {wall / 60:.1f} min (training {sum(seconds.values()) / 60:.1f} min: "
+          + ", ".join(f"{k} {v / 60:.1f}" for k, v in seconds.items()) + f"); torch threads {torch.get_num_threads()}")
+    (options.work / "table.md").write_text(text + "\n")
+    (options.work / "results.json").write_text(json.dumps({"rows": rows, "train_seconds": seconds, "wall": wall,
+                                                           "options": {k: str(v) for k, v in vars(options).items()}},
+                                                          indent=2))
+
+
+if __name__ == "__main__":
+    main()

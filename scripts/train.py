@@ -1,0 +1,73 @@
+"""Train AnimateLCM: one stage of decoupled consistency distillation per run, driven by a TOML config.
+
+    .dev/venv/bin/python scripts/train.py --config training/configs/sd15_stage1_image.toml
+    .dev/venv/bin/python scripts/train.py --config my.toml --set train.steps=200 --set output.dir=\\"runs/x\\"
+    torchrun --nproc_per_node 2 scripts/train.py --config my.toml      # DDP, one process per GPU
+
+Needs ComfyUI (its SD1.5 UNet, checkpoint loader and samplers): the ComfyUI this pack is installed in
+(custom_nodes/<pack>), else COMFYUI_PATH, else the development one (`make dev`). Runs resume from
+output.dir/state.pt; the outputs (lora.safetensors, motion_module.safetensors) load in ComfyUI unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_comfyui() -> Path:
+    candidates = [os.environ.get("COMFYUI_PATH"), ROOT.parents[1] if ROOT.parent.name == "custom_nodes" else None,
+                  Path(os.environ.get("ALCM_DEV_DIR", ROOT / ".dev")) / "ComfyUI"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "comfy" / "model_base.py").is_file():
+            return Path(candidate).resolve()
+    raise SystemExit("ComfyUI not found: install this pack in ComfyUI/custom_nodes, set COMFYUI_PATH, or run `make dev`")
+
+
+def import_pack_and_comfyui() -> None:
+    """ComfyUI on the device training uses, then the pack under the name `animatelcm`."""
+    sys.path.insert(0, str(find_comfyui()))
+    from comfy.cli_args import args
+
+    args.cpu = not torch.cuda.is_available()
+    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # ComfyUI's loaders use the current device
+    import comfy.model_management  # noqa: F401  (reads the arguments at import)
+
+    spec = importlib.util.spec_from_file_location("animatelcm", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    sys.modules["animatelcm"] = module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="TOML file with [model], [data], [train], [output] sections")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one setting (a TOML value: strings in quotes); repeatable")
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import_pack_and_comfyui()
+    from animatelcm.training.config import Config
+    from animatelcm.training.trainer import Trainer
+
+    try:
+        config = Config.load(options.config, options.set)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"config: {error}") from error
+    report = Trainer(config).run()
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The clip classifier and the numbers read with it: it learns shape, colour and direction from real clips, is at
+chance on noise, and the accuracy and temporal-consistency scores are the stated percentages."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from animatelcm.training.evaluation import ClipClassifier, prompt_accuracy, temporal_consistency, train_classifier
+from animatelcm.training.shapes import MovingShapes
+
+DATASET = MovingShapes(frames=8, size=16)
+CHANCE = (100 / 3 + 100 / 3 + 100 / 4) / 3
+
+
+@pytest.fixture(scope="module")
+def classifier() -> ClipClassifier:
+    return train_classifier(DATASET, steps=150, seed=0)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return DATASET.sample(512, torch.Generator().manual_seed(1234))  # not the training generator's clips
+
+
+def test_a_briefly_trained_classifier_reads_fresh_real_clips(classifier, clips):
+    accuracy = prompt_accuracy(classifier, clips.videos, clips.labels)
+    assert accuracy["mean"] > 90 and accuracy["direction"] > 90, accuracy
+    assert min(accuracy["shape"], accuracy["colour"], accuracy["direction"]) > 80, accuracy
+
+
+def test_on_noise_it_is_near_chance(classifier, clips):
+    noise = 2 * torch.rand(clips.videos.shape, generator=torch.Generator().manual_seed(5)) - 1
+    accuracy = prompt_accuracy(classifier, noise, clips.labels)
+    assert abs(accuracy["mean"] - CHANCE) < 8, accuracy
+    assert accuracy["all"] < 10, accuracy
+
+
+def test_training_is_in_eval_mode_and_leaves_the_global_rng_alone():
+    state = torch.random.get_rng_state()
+    model = train_classifier(MovingShapes(frames=2, size=8), steps=2, batch_size=4)
+    assert not model.training and torch.equal(torch.random.get_rng_state(), state)
+
+
+class ReadsItsAnswers(nn.Module):
+    """Stub classifier: predicts the classes written in channels 0, 1, 2 of pixel (0, 0) of the first frame."""
+
+    def forward(self, videos):
+        answers = videos[:, 0, :, 0, 0].long()
+        return tuple(F.one_hot(answers[:, i], n).float() for i, n in enumerate((3, 3, 4)))
+
+
+def test_prompt_accuracy_is_the_percentage_right_per_attribute_and_for_all_three():
+    labels = torch.tensor([[0, 0, 0], [1, 1, 1], [2, 2, 2], [0, 1, 3], [1, 2, 3]])
+    guesses = torch.tensor([[0, 0, 0], [1, 1, 2], [0, 2, 2], [0, 0, 3], [2, 2, 3]])
+    videos = torch.zeros(5, 2, 3, 4, 4)
+    videos[:, 0, :, 0, 0] = guesses.float()
+    accuracy = prompt_accuracy(ReadsItsAnswers(), videos, labels, batch_size=2)  # batches of 2, 2 and 1
+    assert accuracy == pytest.approx({"shape": 60, "colour": 80, "direction": 80, "mean": 220 / 3, "all": 20})
+
+
+def test_temporal_consistency_is_100_for_a_still_clip_and_lower_for_unrelated_frames(classifier, clips):
+    still = clips.videos[:, :1].expand_as(clips.videos)
+    assert temporal_consistency(classifier, still) == pytest.approx(100, abs=1e-4)
+    frames = clips.videos.reshape(-1, *clips.videos.shape[2:])
+    order = torch.randperm(frames.shape[0], generator=torch.Generator().manual_seed(0))
+    shuffled = frames[order].reshape(clips.videos.shape)  # each frame from an unrelated clip
+    real = temporal_consistency(classifier, clips.videos, batch_size=100)
+    assert real > temporal_consistency(classifier, shuffled) + 5
+    noise = torch.randn(8, 4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    assert temporal_consistency(classifier, noise) < 100
+
+
+def test_temporal_consistency_needs_two_frames(classifier, clips):
+    with pytest.raises(ValueError):
+        temporal_consistency(classifier, clips.videos[:, :1])

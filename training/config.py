@@ -1,0 +1,126 @@
+"""A training run's settings, read from a TOML file (sections [model], [data], [train], [output]) with optional
+`section.key=value` overrides from the command line. Unknown keys are errors: a typo must not silently train with
+a default."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+STAGES = ("teacher_image", "teacher_motion", "image", "motion", "direct")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "tiny"  # "tiny" (the small proof model, pixel space) or "sd15"
+    base: str | None = None  # sd15: the SD1.5 checkpoint; tiny: base.safetensors of stage teacher_image
+    teacher_motion_module: str | None = None  # the video teacher's motion module (stages motion, direct)
+    lora: str | None = None  # stage motion: the stage-1 LoRA (kohya layout)
+    lora_rank: int = 64
+    lora_alpha: float | None = None  # None = rank (scale 1)
+    lora_targets: str = "transformers"  # or "all" (ResBlocks too)
+
+
+@dataclass
+class DataConfig:
+    kind: str = "shapes"  # synthetic moving shapes, generated on the fly
+    frames: int = 8
+    size: int = 32  # pixels
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "image"
+    steps: int = 1000
+    batch_size: int = 8  # clips per process (images for the image stages)
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.95  # target network (the SVD script's value)
+    skip: int = 10  # k: the DDIM solver's jump on the 1000-step schedule (10: AnimateLCM-T2V's 100-point grid)
+    guidance: list[float] = field(default_factory=lambda: [1.0, 2.0])  # w range, teacher eps = (1+w) c - w u
+    huber_c: float = 0.001
+    caption_dropout: float = 0.1  # teacher stages: share of empty captions, for classifier-free guidance
+    init: str = "paper"  # stage motion: "paper" (LoRA in the online model only) or "merged" (in both)
+    motion_init: str = "zero"  # stage motion/direct: "zero" (fresh, zero output projections) or "teacher"
+    mixed_precision: str = "no"  # "no", "fp16", "bf16" (CUDA)
+    gradient_checkpointing: bool = False
+    seed: int = 0
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/animatelcm"
+    checkpoint_every: int = 500
+    sample_every: int = 0  # 0: samples at the end only
+    sample_captions: list[str] = field(default_factory=lambda: ["a red circle moving right"])
+    sample_steps: int = 4
+    resume: bool = True  # continue from dir/state.pt when there is one
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        sections = {f.name: f.type for f in fields(cls)}
+        config = cls()
+        for name, section in values.items():
+            if name not in sections:
+                raise ValueError(f"unknown config section [{name}]; sections are {sorted(sections)}")
+            target = getattr(config, name)
+            known = {f.name for f in fields(target)}
+            for key, value in section.items():
+                if key not in known:
+                    raise ValueError(f"unknown setting {name}.{key}; [{name}] has {sorted(known)}")
+                setattr(target, key, value)
+        config.check()
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] = ()) -> "Config":
+        values = tomllib.loads(Path(path).read_text()) if path else {}
+        for item in overrides:
+            key, _, value = item.partition("=")
+            section, _, name = key.strip().partition(".")
+            if not name or not _:
+                raise ValueError(f"override {item!r}: expected section.key=value, e.g. train.steps=100")
+            parsed = tomllib.loads(f"v = {value}")["v"] if value.strip() else None
+            values.setdefault(section, {})[name] = parsed
+        return cls.from_dict(values)
+
+    def check(self) -> None:
+        train, model = self.train, self.model
+        if train.stage not in STAGES:
+            raise ValueError(f"train.stage must be one of {STAGES}, got {train.stage!r}")
+        if train.stage == "teacher_image" and model.backbone != "tiny":
+            raise ValueError("stage teacher_image trains the small proof model from scratch (backbone tiny); an SD1.5 "
+                             "checkpoint is already an image teacher")
+        if train.stage in ("teacher_motion", "image", "motion", "direct") and model.base is None:
+            raise ValueError(f"stage {train.stage} needs model.base (the base image model)")
+        if train.stage in ("motion", "direct") and model.teacher_motion_module is None:
+            raise ValueError(f"stage {train.stage} needs model.teacher_motion_module (the video teacher's)")
+        if train.stage == "motion" and model.lora is None:
+            raise ValueError("stage motion needs model.lora: the spatial LoRA of stage image")
+        if train.init not in ("paper", "merged"):
+            raise ValueError(f"train.init must be 'paper' or 'merged', got {train.init!r}")
+        if train.motion_init not in ("zero", "teacher"):
+            raise ValueError(f"train.motion_init must be 'zero' or 'teacher', got {train.motion_init!r}")
+        if train.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"train.mixed_precision must be no, fp16 or bf16, got {train.mixed_precision!r}")
+        if not 1 <= train.skip <= 500 or 1000 % train.skip:
+            raise ValueError(f"train.skip must divide 1000 (e.g. 10 or 20), got {train.skip}")
+        low, high = train.guidance
+        if not 0 <= low <= high:
+            raise ValueError(f"train.guidance must be a range [low, high] with 0 <= low <= high, got {train.guidance}")
+        if self.data.kind != "shapes":
+            raise ValueError(f"data.kind must be 'shapes', got {self.data.kind!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,358 @@
+"""One training run of one stage (training/config.py), on one process or many (PyTorch DDP under `torchrun`).
+
+Stages (shared/docs/animatelcm-reference.md, section 6):
+- `teacher_image`, `teacher_motion`: ordinary noise-prediction training of the small proof model's image UNet and of
+  a motion module on it (the video teacher; SD1.5 users have theirs already);
+- `image` (stage 1): consistency distillation of the image teacher into a spatial LoRA; target = EMA of the LoRA;
+- `motion` (stage 2): the motion module alone, on video, against the video teacher; the stage-1 LoRA is in the
+  online model from the start and reaches the target through the EMA (`init = "paper"`), or is in both
+  (`init = "merged"`, the comparison);
+- `direct`: LoRA and motion module together in one stage (the comparison).
+
+The target's share of the LoRA follows the EMA: the online spatial weights are constant (W + dW), so an EMA of the
+target's weights started at W is W + lambda_n dW with lambda_n = 1 - decay^n; the target runs the same layers with the
+update at scale lambda_n instead of holding a second copy of the UNet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..motion_models.checkpoint import load_motion_model
+from ..motion_models.motion_module import MotionModel
+from ..video.writer import VideoSettings, write_video
+from .backbones import Backbone, load_backbone, save_tiny_backbone
+from .config import Config
+from .consistency import consistency_function, ddim_step, ema_update, guided_eps, linear_alphas_cumprod, pseudo_huber
+from .lora import SpatialLoRA
+from .models import VideoUNet, motion_width, new_motion_model
+from .sampling import sample
+from .shapes import MovingShapes
+
+TEACHER_PE_LENGTH = 32  # the teacher's motion module is saved like AnimateDiff v2 (stored 32-frame encoding)
+STATE = "state.pt"
+LORA_FILE = "lora.safetensors"
+MOTION_FILE = "motion_module.safetensors"
+BASE_FILE = "base.safetensors"
+log = logging.getLogger("animatelcm.training")
+
+
+class Online(nn.Module):
+    """The network being trained, as one module (what DDP wraps): the UNet with the online LoRA and motion model."""
+
+    def __init__(self, video_unet: VideoUNet, backbone: Backbone, lora: SpatialLoRA | None,
+                 motion: MotionModel | None, train_base: bool):
+        super().__init__()
+        self.motion = motion
+        self.lora_updates = nn.ModuleList(lora.updates.values() if lora else [])
+        self.base = nn.ModuleList(backbone.trainable_modules() if train_base else [])
+        self.__dict__.update(video_unet=video_unet, backbone=backbone, lora=lora)
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        context = self.backbone.encode_text(captions)
+        with self.lora.applied(1.0) if self.lora else nullcontext():
+            return self.video_unet(x, timesteps, context, self.motion)
+
+
+class Trainer:
+    def __init__(self, config: Config):
+        self.config = config
+        train = config.train
+        self.rank, self.world, self.device = _distributed()
+        self.out = Path(config.output.dir)
+        torch.manual_seed(train.seed)  # the same initial weights on every process (DDP also broadcasts them)
+        self.data = MovingShapes(frames=config.data.frames, size=config.data.size)
+        self.generator = torch.Generator().manual_seed(train.seed * 1000 + self.rank)
+        self.backbone = load_backbone(config.model.backbone, config.model.base, self.device, config.data.size)
+        self.video_unet = VideoUNet(self.backbone.unet, train.gradient_checkpointing)
+        self.alphas_cumprod = linear_alphas_cumprod().to(self.device)
+        self.step = 0
+        self.lora_scale = 0.0  # stage motion: the target's share of the LoRA
+        self._build_models()
+        trainable = [p for p in self.online.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=train.learning_rate, weight_decay=train.weight_decay)
+        warmup = max(train.warmup_steps, 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(train.mixed_precision)
+        if self.amp_dtype is not None and self.device.type != "cuda":
+            raise ValueError("mixed precision needs CUDA: set train.mixed_precision = \"no\" on the CPU")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
+        self.model = (nn.parallel.DistributedDataParallel(self.online, device_ids=[self.device] if
+                                                          self.device.type == "cuda" else None)
+                      if self.world > 1 else self.online)
+        if config.output.resume and (self.out / STATE).is_file():
+            self.load_state(self.out / STATE)
+
+    # -- models ----------------------------------------------------------------------------------------------------
+
+    def _build_models(self) -> None:
+        model, train = self.config.model, self.config.train
+        stage = train.stage
+        self.backbone.unet.requires_grad_(stage == "teacher_image")
+        if self.backbone.text_encoder is not None:
+            self.backbone.text_encoder.requires_grad_(stage == "teacher_image")
+        width = motion_width(self.backbone.unet_config)
+        self.teacher_motion = self.lora = self.motion = self.target_motion = None
+        if model.teacher_motion_module:
+            self.teacher_motion = read_motion_model(model.teacher_motion_module, self.device).requires_grad_(False)
+        if stage in ("image", "motion", "direct"):
+            self.lora = SpatialLoRA(self.backbone.unet, self.backbone.unet_config, model.lora_rank, model.lora_alpha,
+                                    model.lora_targets)
+        if stage == "motion":
+            self.lora.load_state_dict(load_file(model.lora))
+            for p in self.lora.parameters():
+                p.requires_grad_(False)
+            self.lora_scale = 0.0 if train.init == "paper" else 1.0
+        if stage == "teacher_motion":
+            self.motion = new_motion_model(width, self.device, pe_length=TEACHER_PE_LENGTH)
+        elif stage in ("motion", "direct"):
+            self.motion = new_motion_model(width, self.device)
+            if train.motion_init == "teacher":
+                self.motion.load_state_dict(self.teacher_motion.state_dict(), strict=False)
+            self.target_motion = new_motion_model(width, self.device).requires_grad_(False)
+            self.target_motion.load_state_dict(self.motion.state_dict())
+        self.online = Online(self.video_unet, self.backbone, self.lora, self.motion, stage == "teacher_image")
+
+    # -- one step --------------------------------------------------------------------------------------------------
+
+    def batch(self) -> tuple[torch.Tensor, list[str]]:
+        clips = self.data.sample(self.config.train.batch_size, self.generator)
+        videos = clips.videos
+        if self.config.train.stage in ("teacher_image", "image"):  # images: one random frame of each clip
+            pick = torch.randint(videos.shape[1], (videos.shape[0],), generator=self.generator)
+            videos = videos[torch.arange(videos.shape[0]), pick].unsqueeze(1)
+        return self.backbone.encode_video(videos.to(self.device)), clips.captions
+
+    def loss(self, x0: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        if self.config.train.stage.startswith("teacher"):
+            return self.diffusion_loss(x0, captions)
+        return self.consistency_loss(x0, captions)
+
+    def _noised(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        noise = torch.randn(x0.shape, generator=self.generator).to(x0)
+        abar = self.alphas_cumprod[t].float().view(-1, *[1] * (x0.ndim - 1))
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise, noise
+
+    def diffusion_loss(self, x0: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """Noise prediction (the teachers): MSE to the true noise; some captions emptied for guidance."""
+        drop = torch.rand(len(captions), generator=self.generator) < self.config.train.caption_dropout
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        t = torch.randint(0, len(self.alphas_cumprod), (x0.shape[0],), generator=self.generator).to(self.device)
+        x_t, noise = self._noised(x0, t)
+        with self._autocast():
+            eps = self.model(x_t, t, captions)
+        return F.mse_loss(eps.float(), noise)
+
+    def consistency_loss(self, x0: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """d(f_online(x_{t_{n+k}}, t_{n+k}), f_target(x^_{t_n}, t_n)), x^_{t_n} one DDIM step of the guided teacher."""
+        train = self.config.train
+        b = x0.shape[0]
+        grid = len(self.alphas_cumprod) // train.skip
+        t = (train.skip * torch.randint(1, grid + 1, (b,), generator=self.generator) - 1).to(self.device)
+        s = (t - train.skip).clamp(min=0)
+        low, high = train.guidance
+        w = (low + (high - low) * torch.rand(b, generator=self.generator)).to(self.device)
+        x_t, _ = self._noised(x0, t)
+        with torch.no_grad(), self._autocast():
+            context = self.backbone.encode_text(captions)
+            empty = self.backbone.encode_text([""] * b)
+            with self.lora.applied(0.0):
+                eps_c, eps_u = self.video_unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([context, empty]),
+                                               self.teacher_motion).float().chunk(2)
+            x_s = ddim_step(x_t, guided_eps(eps_c, eps_u, w), t, s, self.alphas_cumprod)
+            with self._target_lora():
+                eps_target = self.video_unet(x_s, s, context, self.target_motion).float()
+            target = consistency_function(x_s, eps_target, s, self.alphas_cumprod)
+        with self._autocast():
+            eps = self.model(x_t, t, captions)
+        prediction = consistency_function(x_t, eps.float(), t, self.alphas_cumprod)
+        return pseudo_huber(prediction, target, train.huber_c)
+
+    def _target_lora(self):
+        if self.config.train.stage == "motion":
+            return self.lora.applied(self.lora_scale)
+        return self.lora.applied(1.0, ema=True)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def update_targets(self) -> None:
+        """The EMA after each optimiser step: LoRA factors (image, direct), motion model (motion, direct), and the
+        target's share of the LoRA (motion)."""
+        decay, stage = self.config.train.ema_decay, self.config.train.stage
+        if stage in ("image", "direct"):
+            self.lora.update_ema(decay)
+        if stage in ("motion", "direct"):
+            ema_update(self.target_motion.parameters(), self.motion.parameters(), decay)
+        if stage == "motion":
+            self.lora_scale = decay * self.lora_scale + (1 - decay) * 1.0
+
+    def train_step(self) -> float:
+        x0, captions = self.batch()
+        loss = self.loss(x0, captions)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, self.config.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.update_targets()
+        self.step += 1
+        return loss.item()
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, float]:
+        config = self.config
+        total = config.train.steps
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        bar = tqdm(total=total, initial=self.step, disable=self.rank != 0, desc=config.train.stage, unit="step")
+        start, first_step, losses = time.perf_counter(), self.step, []
+        while self.step < total:
+            losses.append(self.train_step())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4g}", **({"lora_in_target": f"{self.lora_scale:.3f}"}
+                                                          if config.train.stage == "motion" else {}))
+            if self.step % config.output.checkpoint_every == 0 and self.step < total:
+                self.save()
+            if config.output.sample_every and self.step % config.output.sample_every == 0 and self.step < total:
+                self.write_samples()
+        bar.close()
+        seconds = time.perf_counter() - start
+        self.save()
+        self.write_samples()
+        steps = self.step - first_step
+        report = {"steps": steps, "seconds": seconds, "loss": float(np.mean(losses[-50:])) if losses else math.nan,
+                  "samples_per_second": steps * config.train.batch_size * self.world / seconds if steps else 0.0,
+                  "peak_memory_gib": (torch.cuda.max_memory_allocated(self.device) / 2 ** 30
+                                      if self.device.type == "cuda" else math.nan)}
+        if self.rank == 0:
+            log.info("%s: %d steps in %.1f s, %.2f samples/s over %d process(es), peak memory %.2f GiB",
+                     config.train.stage, steps, seconds, report["samples_per_second"], self.world,
+                     report["peak_memory_gib"])
+        return report
+
+    # -- files -----------------------------------------------------------------------------------------------------
+
+    def exports(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The released layouts: kohya LoRA, AnimateLCM/AnimateDiff motion module; the tiny proof base model."""
+        stage = self.config.train.stage
+        files = {}
+        if stage in ("image", "direct"):
+            files[LORA_FILE] = self.lora.state_dict()
+        if stage in ("teacher_motion", "motion", "direct"):
+            files[MOTION_FILE] = {k: v.detach().cpu().contiguous() for k, v in self.motion.state_dict().items()}
+        return files
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        state = {"step": self.step, "lora_scale": self.lora_scale, "online": self.online.state_dict(),
+                 "target_motion": self.target_motion.state_dict() if self.target_motion else {},
+                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict(), "rng": self.generator.get_state()}
+        _atomic(self.out / STATE, lambda path: torch.save(state, path))
+        for name, weights in self.exports().items():
+            _atomic(self.out / name, lambda path, w=weights: save_file(w, str(path)))
+        if self.config.train.stage == "teacher_image":
+            _atomic(self.out / BASE_FILE, lambda path: save_tiny_backbone(self.backbone, path))
+
+    def load_state(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.online.load_state_dict(state["online"])
+        if self.target_motion is not None:
+            self.target_motion.load_state_dict(state["target_motion"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["rng"].cpu())
+        self.step, self.lora_scale = int(state["step"]), float(state["lora_scale"])
+        if self.rank == 0:
+            log.info("resumed %s at step %d from %s", self.config.train.stage, self.step, path)
+
+    @torch.no_grad()
+    def write_samples(self) -> list[Path]:
+        """Sample clips of the configured captions with the model as trained so far: students with the AnimateLCM
+        sampler (no guidance), teachers with DDIM 25 steps and guidance."""
+        if self.rank != 0:
+            return []
+        output, stage = self.config.output, self.config.train.stage
+        student = not stage.startswith("teacher")
+        frames = 1 if stage in ("teacher_image", "image") else self.config.data.frames
+        captions = list(output.sample_captions)
+        side = self.config.data.size // self.backbone.downscale
+        noise = torch.randn(len(captions), frames, self.backbone.channels, side, side,
+                            generator=torch.Generator().manual_seed(0))
+        context = self.backbone.encode_text(captions)
+        empty = self.backbone.encode_text([""])
+        self.online.eval()
+        with self.lora.applied(1.0) if self.lora else nullcontext():
+            net = lambda x, t, c: self.video_unet(x, t, c, self.motion)  # noqa: E731
+            clips = sample(net, noise.to(self.device), context, "lcm" if student else "ddim",
+                           output.sample_steps if student else 25, uncond=empty,
+                           cfg=1.0 if student else 1.0 + float(np.mean(self.config.train.guidance)))
+        self.online.train()
+        pixels = self.backbone.decode_video(clips)
+        folder = self.out / "samples"
+        folder.mkdir(exist_ok=True)
+        paths = []
+        for i, clip in enumerate(pixels):
+            frames_uint8 = ((clip.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            path = folder / f"step{self.step:06d}-{i}.{'png' if frames == 1 else 'mp4'}"
+            if frames == 1:
+                from PIL import Image
+
+                Image.fromarray(frames_uint8[0]).save(path)
+            else:
+                write_video(str(path), iter(frames_uint8), VideoSettings(format="mp4", frame_rate=8.0))
+            paths.append(path)
+        return paths
+
+
+def read_motion_model(path: str, device: torch.device) -> MotionModel:
+    """A motion-module file (any format the pack loads), float32 on `device`."""
+    from ..motion_models.checkpoint import read_state_dict
+
+    return load_motion_model(read_state_dict(path), Path(path).name, device=device).model.float()
+
+
+def _atomic(path: Path, write) -> None:
+    """Writes to a temporary name, then renames: an interrupted save never leaves a half-written file."""
+    partial = path.with_name(path.name + ".partial")
+    write(partial)
+    os.replace(partial, path)
+
+
+def _distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device): one process per GPU under torchrun (env WORLD_SIZE), else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
