@@ -1,0 +1,139 @@
+"""Smoke tests of every training stage on tiny shapes: the loss is finite and goes down on a fixed batch, the EMA
+targets and the paper's LoRA-into-target schedule behave as specified, runs resume exactly, and the files load with
+the pack's loaders."""
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import comfy.lora
+import comfy.supported_models
+
+from animatelcm.motion_models.checkpoint import read_state_dict
+from animatelcm.nodes.injection import load_motion_model_file
+from animatelcm.tests.fixtures.comfy import model_patcher
+from animatelcm.training.models import TINY_UNET
+from animatelcm.training.trainer import LORA_FILE, MOTION_FILE, Trainer
+
+from .conftest import SIZE, config, stage_models
+
+STAGES = ["teacher_image", "teacher_motion", "image", "motion", "direct"]
+
+
+def lora_layers(trainer):
+    """(layer, its update) for every LoRA'd layer of the trainer's UNet."""
+    return [(module, module.parametrizations.weight[0]) for module in trainer.backbone.unet.modules()
+            if hasattr(module, "parametrizations")]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_loss_is_finite_and_goes_down_on_a_fixed_batch(stage, trained, tmp_path):
+    trainer = Trainer(config(stage, tmp_path, stage_models(trained, stage), learning_rate=2e-3, ema_decay=0.5))
+    state = trainer.generator.get_state()
+    losses = []
+    for _ in range(8):
+        trainer.generator.set_state(state)  # the same clips, noise, timesteps and guidance scales every step
+        losses.append(trainer.train_step())
+    assert all(math.isfinite(loss) for loss in losses)
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_stage2_target_starts_without_the_lora_and_takes_it_in_through_the_ema(trained, tmp_path):
+    decay = 0.8
+    trainer = Trainer(config("motion", tmp_path, stage_models(trained, "motion"), init="paper", ema_decay=decay))
+    layers = lora_layers(trainer)
+    originals = [layer.parametrizations.weight.original.detach().clone() for layer, _ in layers]
+    merged = []
+    with trainer.lora.applied(1.0):  # the online model: base + LoRA, from step 0
+        for layer, _ in layers:
+            merged.append(layer.weight.detach().clone())
+    assert any(not torch.equal(m, o) for m, o in zip(merged, originals))  # the stage-1 LoRA is not a no-op
+    with trainer._target_lora():  # the target at step 0: exactly the weights without the LoRA
+        for (layer, _), original in zip(layers, originals):
+            assert torch.equal(layer.weight, original)
+
+    ema = [o.clone() for o in originals]  # an EMA of full weights, done the long way
+    for step in range(1, 4):
+        trainer.train_step()
+        ema = [decay * e + (1 - decay) * m for e, m in zip(ema, merged)]
+        assert trainer.lora_scale == pytest.approx(1 - decay ** step, abs=1e-12)
+        with trainer._target_lora():
+            for (layer, _), expected in zip(layers, ema):
+                torch.testing.assert_close(layer.weight, expected, rtol=0, atol=1e-6)
+        with trainer.lora.applied(1.0):  # the online spatial weights stay frozen
+            for (layer, _), expected in zip(layers, merged):
+                assert torch.equal(layer.weight, expected)
+
+
+def test_stage2_with_the_lora_merged_into_both_starts_with_equal_weights(trained, tmp_path):
+    trainer = Trainer(config("motion", tmp_path, stage_models(trained, "motion"), init="merged"))
+    with trainer.lora.applied(1.0):
+        online = [layer.weight.detach().clone() for layer, _ in lora_layers(trainer)]
+    with trainer._target_lora():
+        assert all(torch.equal(layer.weight, o) for (layer, _), o in zip(lora_layers(trainer), online))
+
+
+def test_motion_and_lora_targets_are_the_ema_of_the_online_weights(trained, tmp_path):
+    decay = 0.7
+    trainer = Trainer(config("direct", tmp_path, stage_models(trained, "direct"), ema_decay=decay))
+    online = lambda: [p.detach().clone() for p in trainer.motion.parameters()]  # noqa: E731
+    target = lambda: [p.detach().clone() for p in trainer.target_motion.parameters()]  # noqa: E731
+    assert all(torch.equal(a, b) for a, b in zip(online(), target()))  # the target starts as the online model
+    factors = lambda: [p.detach().clone() for p in trainer.lora.parameters()]  # noqa: E731
+    ema_motion, ema_lora = target(), factors()
+    for _ in range(2):
+        trainer.train_step()
+        ema_motion = [decay * e + (1 - decay) * o for e, o in zip(ema_motion, online())]
+        ema_lora = [decay * e + (1 - decay) * o for e, o in zip(ema_lora, factors())]
+    for expected, found in zip(ema_motion, target()):
+        torch.testing.assert_close(found, expected, rtol=0, atol=1e-6)
+    ema_factors = [b for u in trainer.lora.updates.values() for b in (u.ema_down, u.ema_up)]
+    for expected, found in zip(ema_lora, ema_factors):
+        torch.testing.assert_close(found, expected, rtol=0, atol=1e-6)
+    assert not all(torch.equal(a, b) for a, b in zip(online(), target()))
+
+
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(trained, tmp_path):
+    models = stage_models(trained, "motion")
+    Trainer(config("motion", tmp_path / "straight", models, steps=4)).run()
+    Trainer(config("motion", tmp_path / "resumed", models, steps=2)).run()
+    resumed = Trainer(config("motion", tmp_path / "resumed", models, steps=4))
+    assert resumed.step == 2 and resumed.lora_scale == pytest.approx(1 - 0.95 ** 2)
+    resumed.run()
+    straight, again = (load_file(tmp_path / run / MOTION_FILE) for run in ("straight", "resumed"))
+    assert straight.keys() == again.keys()
+    assert all(torch.equal(straight[k], again[k]) for k in straight)
+
+
+def test_the_motion_modules_load_with_the_pack_loader_in_their_released_layouts(trained, tmp_path):
+    Trainer(config("motion", tmp_path, stage_models(trained, "motion"))).run()
+    student = load_motion_model_file(str(tmp_path / MOTION_FILE), MOTION_FILE)
+    assert student.loaded.format.kind == "animatelcm_t2v" and student.is_animatelcm
+    assert student.loaded.format.width == (32, 64, 64, 64) and student.loaded.format.has_mid_block
+    saved = read_state_dict(tmp_path / MOTION_FILE)
+    assert len(saved) == 546 and not any("pos_encoder" in k for k in saved)  # AnimateLCM-T2V: 546 tensors, no PE
+    assert all(torch.equal(saved[k], v) for k, v in student.loaded.model.state_dict().items())
+
+    teacher = load_motion_model_file(str(trained["teacher_motion"]), "teacher.safetensors")
+    assert teacher.loaded.format.kind == "animatediff_v2_v3"  # an ordinary diffusion motion module
+
+
+def test_the_lora_file_has_a_key_for_every_layer_comfyui_maps(trained):
+    weights = load_file(trained["lora"])
+    model = model_patcher(comfy.supported_models.SD15(dict(TINY_UNET, image_size=SIZE)),
+                          {k[5:]: v for k, v in load_file(trained["base"]).items() if k.startswith("unet.")})
+    patches = comfy.lora.load_lora(weights, comfy.lora.model_lora_keys_unet(model.model, {}))
+    assert len(patches) * 3 == len(weights)  # down, up, alpha of each: every key used
+    assert all(key.endswith(".weight") and "transformer_blocks" in key or ".proj_" in key for key in patches)
+
+
+def test_samples_and_state_are_written(trained, tmp_path):
+    trainer = Trainer(config("direct", tmp_path, stage_models(trained, "direct")))
+    trainer.run()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", LORA_FILE, MOTION_FILE, "samples",
+                                                          "state.pt"]
+    videos = list((tmp_path / "samples").iterdir())
+    assert [v.suffix for v in videos] == [".mp4"] and videos[0].stat().st_size > 0
+    assert not list(tmp_path.glob("*.partial"))
