@@ -10,7 +10,7 @@ match its teacher at 50, where the teacher's own few-step samplers fail?
    with the LoRA merged into the target too, and direct one-stage distillation with the steps of stages 1 + 2.
 4. One table: every model and sampler on the same noise, prompts and classifier.
 
-    .dev/venv/bin/python scripts/prove_distillation.py                # about 90 minutes on 2 cores
+    .dev/venv/bin/python scripts/prove_distillation.py                # about an hour on 2 cores
     .dev/venv/bin/python scripts/prove_distillation.py --scale 0.05   # a quick run through every part
 
 Each stage resumes from its run folder (--work), so an interrupted proof continues where it stopped.
@@ -33,11 +33,11 @@ from train import ROOT, import_pack_and_comfyui  # noqa: E402
 # name, stage, steps, clips (or images) per step, learning rate, extra [train] settings
 PLAN = [
     ("teacher_image", "teacher_image", 800, 64, 1e-3, {}),
-    ("teacher_motion", "teacher_motion", 500, 8, 5e-4, {}),
-    ("stage1_image", "image", 300, 32, 5e-4, {}),
-    ("stage2_motion", "motion", 400, 4, 5e-4, {"init": "paper"}),
-    ("stage2_motion_merged", "motion", 400, 4, 5e-4, {"init": "merged"}),
-    ("direct", "direct", 700, 4, 5e-4, {}),  # the steps of stages 1 + 2
+    ("teacher_motion", "teacher_motion", 400, 8, 5e-4, {}),
+    ("stage1_image", "image", 200, 32, 5e-4, {}),
+    ("stage2_motion", "motion", 300, 4, 5e-4, {"init": "paper"}),
+    ("stage2_motion_merged", "motion", 300, 4, 5e-4, {"init": "merged"}),
+    ("direct", "direct", 500, 4, 5e-4, {}),  # the steps of stages 1 + 2
 ]
 LORA_RANK = 16
 GUIDANCE = [1.0, 2.0]  # w: the teacher's eps = (1 + w) eps(c) - w eps(empty), cfg 2-3

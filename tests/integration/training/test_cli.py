@@ -1,0 +1,66 @@
+"""The command line: a TOML config trains a stage; torchrun runs it as two DDP processes (gloo on the CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from animatelcm.tests.fixtures.comfy import ROOT, comfyui_path
+
+TOML = """
+[model]
+backbone = "tiny"
+{base}
+lora_rank = 4
+
+[data]
+frames = 4
+size = 16
+
+[train]
+stage = "{stage}"
+steps = 2
+batch_size = 2
+
+[output]
+dir = "{out}"
+sample_captions = ["a blue circle moving down"]
+"""
+
+
+def train(tmp_path, stage, base=None, launcher=()):
+    config = tmp_path / f"{stage}.toml"
+    out = tmp_path / stage
+    config.write_text(TOML.format(stage=stage, out=out, base=f'base = "{base}"' if base else ""))
+    env = dict(os.environ, COMFYUI_PATH=str(comfyui_path()), OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, *launcher, str(ROOT / "scripts" / "train.py"), "--config", str(config)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_a_config_file_trains_a_stage_and_reports_it(tmp_path):
+    out, result = train(tmp_path, "teacher_image")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["steps"] == 2 and report["samples_per_second"] > 0
+    assert (out / "base.safetensors").is_file() and (out / "state.pt").is_file()
+    assert "teacher_image: 2 steps" in result.stderr and "over 1 process(es)" in result.stderr
+
+
+def test_torchrun_trains_with_two_ddp_processes(tmp_path):
+    out, _ = train(tmp_path, "teacher_image")
+    run, result = train(tmp_path, "image", base=out / "base.safetensors",
+                        launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
+    assert "over 2 process(es)" in result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])  # rank 0 only: one report, one set of files
+    assert report["steps"] == 2
+    assert (run / "lora.safetensors").is_file()
+
+
+def test_a_bad_setting_stops_with_the_reason_before_any_work(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[train]\nstage = "image"\n')
+    env = dict(os.environ, COMFYUI_PATH=str(comfyui_path()))
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(config)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode != 0 and "stage image needs model.base" in result.stderr
