@@ -24,9 +24,11 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    kind: str = "shapes"  # synthetic moving shapes, generated on the fly
+    kind: str = "shapes"  # synthetic moving shapes, generated on the fly; or "folder": your videos + captions
+    path: str | None = None  # folder: video files, each with a caption in a .txt of the same name
     frames: int = 8
-    size: int = 32  # pixels
+    size: int = 32  # pixels (square)
+    stride: int = 1  # folder: every stride-th source frame
 
 
 @dataclass
@@ -119,8 +121,12 @@ class Config:
         low, high = train.guidance
         if not 0 <= low <= high:
             raise ValueError(f"train.guidance must be a range [low, high] with 0 <= low <= high, got {train.guidance}")
-        if self.data.kind != "shapes":
-            raise ValueError(f"data.kind must be 'shapes', got {self.data.kind!r}")
+        if self.data.kind not in ("shapes", "folder"):
+            raise ValueError(f"data.kind must be 'shapes' or 'folder', got {self.data.kind!r}")
+        if self.data.kind == "folder" and not self.data.path:
+            raise ValueError("data.kind = \"folder\" needs data.path: a folder of videos with .txt captions")
+        if model.backbone == "sd15" and self.data.size % 8:
+            raise ValueError(f"data.size must be a multiple of 8 for SD1.5 latents, got {self.data.size}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -42,6 +42,7 @@ from .lora import SpatialLoRA
 from .models import VideoUNet, motion_width, new_motion_model
 from .sampling import sample
 from .shapes import MovingShapes
+from .video_folder import VideoFolder
 
 TEACHER_PE_LENGTH = 32  # the teacher's motion module is saved like AnimateDiff v2 (stored 32-frame encoding)
 STATE = "state.pt"
@@ -75,7 +76,9 @@ class Trainer:
         self.rank, self.world, self.device = _distributed()
         self.out = Path(config.output.dir)
         torch.manual_seed(train.seed)  # the same initial weights on every process (DDP also broadcasts them)
-        self.data = MovingShapes(frames=config.data.frames, size=config.data.size)
+        data = config.data
+        self.data = (MovingShapes(frames=data.frames, size=data.size) if data.kind == "shapes" else
+                     VideoFolder(data.path, frames=data.frames, size=data.size, stride=data.stride))
         self.generator = torch.Generator().manual_seed(train.seed * 1000 + self.rank)
         self.backbone = load_backbone(config.model.backbone, config.model.base, self.device, config.data.size)
         self.video_unet = VideoUNet(self.backbone.unet, train.gradient_checkpointing)

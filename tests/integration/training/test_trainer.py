@@ -137,3 +137,22 @@ def test_samples_and_state_are_written(trained, tmp_path):
     videos = list((tmp_path / "samples").iterdir())
     assert [v.suffix for v in videos] == [".mp4"] and videos[0].stat().st_size > 0
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_folder_of_captioned_videos_is_training_data(tmp_path):
+    import numpy as np
+
+    from animatelcm.video.writer import VideoSettings, write_video
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    frames = np.zeros((6, 24, 24, 3), dtype=np.uint8)
+    frames[:, 8:16, 8:16, 0] = 255
+    write_video(str(videos / "red.mp4"), iter(frames), VideoSettings(format="mp4"))
+    (videos / "red.txt").write_text("a red square moving left")
+    run = config("teacher_image", tmp_path / "run")
+    run.data.kind, run.data.path = "folder", str(videos)
+    trainer = Trainer(run)
+    x0, captions = trainer.batch()
+    assert captions == ["a red square moving left"] * 2 and x0.shape == (2, 1, 3, SIZE, SIZE)
+    assert math.isfinite(trainer.train_step())
