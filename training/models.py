@@ -110,17 +110,13 @@ class VideoUNet:
     """Runs ComfyUI's UNet on clips [B, F, C, H, W], as an image model (no motion model: every frame on its own) or
     as a video model (the motion model's layers inserted where the nodes insert them).
 
-    `gradient_checkpointing` recomputes ResBlock and motion-layer activations in backward (ComfyUI's
-    BasicTransformerBlock has no checkpointing of its own, so cross-attention activations are kept).
+    `gradient_checkpointing` recomputes the motion layers' activations in backward (through the forward_timestep_embed
+    patch that runs them), and the ResBlocks' when their weights train (ComfyUI's own `use_checkpoint`, which fails
+    on frozen weights). ComfyUI's spatial transformer blocks have no checkpointing: their activations are kept.
     """
 
     unet: UNetModel
     gradient_checkpointing: bool = False
-
-    def __post_init__(self):
-        for module in self.unet.modules():
-            if isinstance(module, ResBlock):
-                module.use_checkpoint = self.gradient_checkpointing
 
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
                  motion: MotionModel | None = None) -> torch.Tensor:
@@ -130,6 +126,10 @@ class VideoUNet:
             remove_motion_layers(self.unet)
         elif not self._holds(motion):
             insert_motion_layers(self.unet, motion, 1.0)
+        if self.gradient_checkpointing:
+            for module in self.unet.modules():
+                if isinstance(module, ResBlock):
+                    module.use_checkpoint = all(p.requires_grad for p in module.parameters())
         patches = [(kind, _checkpointed(run) if self.gradient_checkpointing else run)
                    for kind, run in MOTION_LAYER_PATCHES]
         options = {"cond_or_uncond": [0] * clips, "patches": {"forward_timestep_embed_patch": patches}}

@@ -156,3 +156,21 @@ def test_a_folder_of_captioned_videos_is_training_data(tmp_path):
     x0, captions = trainer.batch()
     assert captions == ["a red square moving left"] * 2 and x0.shape == (2, 1, 3, SIZE, SIZE)
     assert math.isfinite(trainer.train_step())
+
+
+@pytest.mark.parametrize("stage", ["teacher_image", "image", "motion"])
+def test_gradient_checkpointing_gives_the_same_gradients(stage, trained, tmp_path):
+    runs, calls = [], []
+    for checkpointing in (False, True):
+        trainer = Trainer(config(stage, tmp_path / str(checkpointing), stage_models(trained, stage),
+                                 gradient_checkpointing=checkpointing))
+        count = []
+        if trainer.motion is not None:  # the online motion model's first module runs again in backward
+            trainer.motion.in_unet_order()[0][1].register_forward_pre_hook(lambda *_: count.append(1))
+        trainer.loss(*trainer.batch()).backward()  # the same seed: the same batch, noise and timesteps
+        runs.append([p.grad.clone() for p in trainer.online.parameters() if p.requires_grad])
+        calls.append(len(count))
+    assert any(g.abs().max() > 0 for g in runs[0])
+    assert calls == ([1, 2] if stage == "motion" else [0, 0])
+    for plain, checkpointed in zip(*runs):
+        torch.testing.assert_close(checkpointed, plain, rtol=1e-4, atol=1e-7)

@@ -36,3 +36,11 @@ def test_a_file_and_overrides_give_the_settings(tmp_path):
 def test_mistakes_are_refused_with_the_reason(tmp_path, text, overrides, message):
     with pytest.raises(ValueError, match=message):
         Config.load(write(tmp_path, text), overrides)
+
+
+@pytest.mark.parametrize("name", ["sd15_stage1_image", "sd15_stage2_motion", "sd15_direct"])
+def test_the_shipped_example_configs_are_valid(name):
+    from pathlib import Path
+
+    config = Config.load(Path(__file__).parents[3] / "training" / "configs" / f"{name}.toml")
+    assert config.model.backbone == "sd15" and config.data.size == 512 and config.train.mixed_precision == "fp16"
