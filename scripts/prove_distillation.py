@@ -32,8 +32,8 @@ from train import ROOT, import_pack_and_comfyui  # noqa: E402
 
 # name, stage, steps, clips (or images) per step, learning rate, extra [train] settings
 PLAN = [
-    ("teacher_image", "teacher_image", 800, 64, 1e-3, {}),
-    ("teacher_motion", "teacher_motion", 400, 8, 5e-4, {}),
+    ("teacher_image", "teacher_image", 2000, 64, 1e-3, {"min_snr_gamma": 5.0}),
+    ("teacher_motion", "teacher_motion", 400, 8, 5e-4, {"min_snr_gamma": 5.0}),
     ("stage1_image", "image", 200, 32, 5e-4, {}),
     ("stage2_motion", "motion", 300, 4, 5e-4, {"init": "paper"}),
     ("stage2_motion_merged", "motion", 300, 4, 5e-4, {"init": "merged"}),

@@ -45,6 +45,7 @@ class TrainConfig:
     guidance: list[float] = field(default_factory=lambda: [1.0, 2.0])  # w range, teacher eps = (1+w) c - w u
     huber_c: float = 0.001
     caption_dropout: float = 0.1  # teacher stages: share of empty captions, for classifier-free guidance
+    min_snr_gamma: float = 0.0  # teacher stages: min-SNR-gamma loss weights (e.g. 5; faster to train); 0 = plain MSE
     init: str = "paper"  # stage motion: "paper" (LoRA in the online model only) or "merged" (in both)
     motion_init: str = "zero"  # stage motion/direct: "zero" (fresh, zero output projections) or "teacher"
     mixed_precision: str = "no"  # "no", "fp16", "bf16" (CUDA)

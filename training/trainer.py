@@ -151,14 +151,20 @@ class Trainer:
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise, noise
 
     def diffusion_loss(self, x0: torch.Tensor, captions: list[str]) -> torch.Tensor:
-        """Noise prediction (the teachers): MSE to the true noise; some captions emptied for guidance."""
-        drop = torch.rand(len(captions), generator=self.generator) < self.config.train.caption_dropout
+        """Noise prediction (the teachers): MSE to the true noise, min(SNR, gamma) / SNR weighted when
+        `min_snr_gamma` is set (less weight on the easy low-noise timesteps); some captions emptied for guidance."""
+        train = self.config.train
+        drop = torch.rand(len(captions), generator=self.generator) < train.caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
         t = torch.randint(0, len(self.alphas_cumprod), (x0.shape[0],), generator=self.generator).to(self.device)
         x_t, noise = self._noised(x0, t)
         with self._autocast():
             eps = self.model(x_t, t, captions)
-        return F.mse_loss(eps.float(), noise)
+        per_sample = (eps.float() - noise).square().flatten(1).mean(dim=1)
+        if train.min_snr_gamma:
+            snr = self.alphas_cumprod[t] / (1 - self.alphas_cumprod[t])
+            per_sample = per_sample * (snr.clamp(max=train.min_snr_gamma) / snr).float()
+        return per_sample.mean()
 
     def consistency_loss(self, x0: torch.Tensor, captions: list[str]) -> torch.Tensor:
         """d(f_online(x_{t_{n+k}}, t_{n+k}), f_target(x^_{t_n}, t_n)), x^_{t_n} one DDIM step of the guided teacher."""

@@ -174,3 +174,14 @@ def test_gradient_checkpointing_gives_the_same_gradients(stage, trained, tmp_pat
     assert calls == ([1, 2] if stage == "motion" else [0, 0])
     for plain, checkpointed in zip(*runs):
         torch.testing.assert_close(checkpointed, plain, rtol=1e-4, atol=1e-7)
+
+
+def test_min_snr_weighting_lowers_the_weight_of_low_noise_timesteps_only(trained, tmp_path):
+    losses = {}
+    for gamma in (0.0, 5.0, 1e9):
+        trainer = Trainer(config("teacher_motion", tmp_path / str(gamma), stage_models(trained, "teacher_motion"),
+                                 min_snr_gamma=gamma, batch_size=32))
+        with torch.no_grad():  # the same seed: the same batch, noise and timesteps
+            losses[gamma] = trainer.loss(*trainer.batch()).item()
+    assert 0 < losses[5.0] < losses[0.0]  # weights min(SNR, 5) / SNR: below 1 where SNR > 5
+    assert losses[1e9] == pytest.approx(losses[0.0], rel=1e-6)  # a gamma above every SNR weighs nothing down
