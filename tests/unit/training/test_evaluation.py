@@ -15,7 +15,7 @@ CHANCE = (100 / 3 + 100 / 3 + 100 / 4) / 3
 
 @pytest.fixture(scope="module")
 def classifier() -> ClipClassifier:
-    return train_classifier(DATASET, steps=150, seed=0)
+    return train_classifier(DATASET, steps=400, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,12 @@ def test_a_briefly_trained_classifier_reads_fresh_real_clips(classifier, clips):
     accuracy = prompt_accuracy(classifier, clips.videos, clips.labels)
     assert accuracy["mean"] > 90 and accuracy["direction"] > 90, accuracy
     assert min(accuracy["shape"], accuracy["colour"], accuracy["direction"]) > 80, accuracy
+
+
+def test_it_reads_clips_whose_background_colour_is_wrong(classifier, clips):
+    background = (clips.videos == -1).all(dim=2, keepdim=True)
+    tinted = torch.where(background, torch.tensor([0.6, -0.2, 0.6]).view(1, 1, 3, 1, 1), clips.videos)
+    assert prompt_accuracy(classifier, tinted, clips.labels)["mean"] > 85
 
 
 def test_on_noise_it_is_near_chance(classifier, clips):
