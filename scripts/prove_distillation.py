@@ -133,6 +133,9 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
         for method, steps in [("ddim", 1), ("ddim", 2), ("ddim", 4), ("ddim", 50), ("dpmpp_2m", 1), ("dpmpp_2m", 2),
                               ("dpmpp_2m", 4)]:
             run("teacher", backbone, net, method, steps, TEACHER_CFG)
+        if rows[4]["mean"] < 60:  # DDIM-50: what the students are measured against
+            print(f"warning: the teacher's DDIM-50 clips score {rows[4]['mean']:.1f} (real clips "
+                  f"{rows[0]['mean']:.1f}): a teacher this weak proves nothing; train it longer", flush=True)
         for label, lora_run, motion_run in [("student, decoupled (paper init)", "stage1_image", "stage2_motion"),
                                             ("student, decoupled, LoRA merged in target too", "stage1_image",
                                              "stage2_motion_merged"),
