@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -331,8 +332,6 @@ class Trainer:
             frames_uint8 = ((clip.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
             path = folder / f"step{self.step:06d}-{i}.{'png' if frames == 1 else 'mp4'}"
             if frames == 1:
-                from PIL import Image
-
                 Image.fromarray(frames_uint8[0]).save(path)
             else:
                 write_video(str(path), iter(frames_uint8), VideoSettings(format="mp4", frame_rate=8.0))
