@@ -1,8 +1,12 @@
 """The base image model a training run starts from: its UNet, its text encoder and its pixel <-> model-space maps.
 
 - `sd15`: an SD1.5 checkpoint read by ComfyUI's own loader (UNet, CLIP, VAE; latents scaled by 0.18215);
-- `tiny`: the reduced-width, pixel-space model of the small-scale proof, with a word-embedding text encoder; a new
-  one when `base` is None (stage `teacher_image` trains it), else read from the `base.safetensors` that stage wrote.
+- `tiny`: the reduced-width model of the small-scale proof, with a word-embedding text encoder; a new one when
+  `base` is None (stage `teacher_image` trains it), else read from the `base.safetensors` that stage wrote. Its model
+  space is the pixels in [0, 1] (black is zero, so a clip on black has nearly zero mean, like SD's latents: pure
+  noise then looks like the noisiest training inputs, and the background is not left to the noise's mean) folded
+  `patch` x `patch` into channels (space-to-depth: a lossless "VAE" with SD's structure, fewer positions, more
+  channels).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn import functional as F
 
 from .models import TINY_UNET, WordEncoder, new_unet
 from .shapes import VOCABULARY
@@ -37,9 +42,10 @@ class Backbone:
         return [m for m in (self.unet, self.text_encoder) if m is not None]
 
 
-def load_backbone(kind: str, base: str | None, device: torch.device, image_size: int = 32) -> Backbone:
+def load_backbone(kind: str, base: str | None, device: torch.device, image_size: int = 32,
+                  patch: int = 1) -> Backbone:
     if kind == "tiny":
-        return _tiny(base, device, image_size)
+        return _tiny(base, device, image_size, patch)
     if kind == "sd15":
         if base is None:
             raise ValueError("the sd15 backbone needs `base`: the path of an SD1.5 checkpoint (.safetensors)")
@@ -53,16 +59,30 @@ def save_tiny_backbone(backbone: Backbone, path: Path) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(path))
 
 
-def _tiny(base: str | None, device: torch.device, image_size: int) -> Backbone:
-    config = dict(TINY_UNET, image_size=image_size)
+def _tiny(base: str | None, device: torch.device, image_size: int, patch: int) -> Backbone:
+    weights = load_file(base, device=str(device)) if base is not None else None
+    if weights is not None:
+        stored = weights["unet.input_blocks.0.0.weight"].shape[1]
+        if stored != 3 * patch * patch:
+            raise ValueError(f"{Path(base).name} was trained with model.patch = {round((stored / 3) ** 0.5)}, "
+                             f"this run sets {patch}: set the same model.patch as its teacher_image stage")
+    if image_size % patch:
+        raise ValueError(f"data.size ({image_size}) must be a multiple of model.patch ({patch})")
+    channels = 3 * patch * patch
+    config = dict(TINY_UNET, image_size=image_size // patch, in_channels=channels, out_channels=channels)
     unet = new_unet(config, device)
     text = WordEncoder(VOCABULARY, TINY_TEXT_DIM).to(device)
-    if base is not None:
-        weights = load_file(base, device=str(device))
+    if weights is not None:
         unet.load_state_dict({k[5:]: v for k, v in weights.items() if k.startswith("unet.")})
         text.load_state_dict({k[5:]: v for k, v in weights.items() if k.startswith("text.")})
-    identity = lambda video: video  # noqa: E731  (pixel space)
-    return Backbone(unet, config, text, identity, identity, 3, 1, text_encoder=text)
+
+    def encode_video(video: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle((video.flatten(0, 1) + 1) / 2, patch).unflatten(0, video.shape[:2])
+
+    def decode_video(latent: torch.Tensor) -> torch.Tensor:
+        return (F.pixel_shuffle(latent.flatten(0, 1), patch) * 2 - 1).unflatten(0, latent.shape[:2])
+
+    return Backbone(unet, config, text, encode_video, decode_video, channels, patch, text_encoder=text)
 
 
 def _sd15(path: str, device: torch.device) -> Backbone:

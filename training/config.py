@@ -20,6 +20,7 @@ class ModelConfig:
     lora_rank: int = 64
     lora_alpha: float | None = None  # None = rank (scale 1)
     lora_targets: str = "transformers"  # or "all" (ResBlocks too)
+    patch: int = 1  # tiny: pixels per side folded into channels (2: a 32x32 clip is a 12-channel 16x16 one)
 
 
 @dataclass
@@ -126,6 +127,10 @@ class Config:
             raise ValueError(f"data.kind must be 'shapes' or 'folder', got {self.data.kind!r}")
         if self.data.kind == "folder" and not self.data.path:
             raise ValueError("data.kind = \"folder\" needs data.path: a folder of videos with .txt captions")
+        if model.patch < 1 or self.data.size % model.patch:
+            raise ValueError(f"data.size ({self.data.size}) must be a multiple of model.patch ({model.patch})")
+        if model.backbone == "sd15" and model.patch != 1:
+            raise ValueError("model.patch is for the tiny backbone; SD1.5's VAE sets its own downscale (8)")
         if model.backbone == "sd15" and self.data.size % 8:
             raise ValueError(f"data.size must be a multiple of 8 for SD1.5 latents, got {self.data.size}")
 

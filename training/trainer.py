@@ -81,7 +81,8 @@ class Trainer:
         self.data = (MovingShapes(frames=data.frames, size=data.size) if data.kind == "shapes" else
                      VideoFolder(data.path, frames=data.frames, size=data.size, stride=data.stride))
         self.generator = torch.Generator().manual_seed(train.seed * 1000 + self.rank)
-        self.backbone = load_backbone(config.model.backbone, config.model.base, self.device, config.data.size)
+        self.backbone = load_backbone(config.model.backbone, config.model.base, self.device, config.data.size,
+                                      config.model.patch)
         self.video_unet = VideoUNet(self.backbone.unet, train.gradient_checkpointing)
         self.alphas_cumprod = linear_alphas_cumprod().to(self.device)
         self.step = 0
