@@ -32,8 +32,8 @@ from train import ROOT, import_pack_and_comfyui  # noqa: E402
 
 # name, stage, steps, clips (or images) per step, learning rate, extra [train] settings
 PLAN = [
-    ("teacher_image", "teacher_image", 2500, 64, 1e-3, {"min_snr_gamma": 5.0}),
-    ("teacher_motion", "teacher_motion", 700, 8, 5e-4, {"min_snr_gamma": 5.0}),
+    ("teacher_image", "teacher_image", 2500, 64, 1e-3, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"}),
+    ("teacher_motion", "teacher_motion", 700, 8, 5e-4, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"}),
     ("stage1_image", "image", 300, 32, 5e-4, {}),
     ("stage2_motion", "motion", 400, 4, 5e-4, {"init": "paper"}),
     ("stage2_motion_merged", "motion", 400, 4, 5e-4, {"init": "merged"}),

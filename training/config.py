@@ -40,6 +40,7 @@ class TrainConfig:
     learning_rate: float = 1e-4
     weight_decay: float = 1e-2
     warmup_steps: int = 0
+    lr_schedule: str = "constant"  # after the warmup: "constant" or "cosine" (to zero at the last step)
     grad_clip: float = 1.0
     ema_decay: float = 0.95  # target network (the SVD script's value)
     skip: int = 10  # k: the DDIM solver's jump on the 1000-step schedule (10: AnimateLCM-T2V's 100-point grid)
@@ -116,6 +117,8 @@ class Config:
             raise ValueError(f"train.init must be 'paper' or 'merged', got {train.init!r}")
         if train.motion_init not in ("zero", "teacher"):
             raise ValueError(f"train.motion_init must be 'zero' or 'teacher', got {train.motion_init!r}")
+        if train.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"train.lr_schedule must be 'constant' or 'cosine', got {train.lr_schedule!r}")
         if train.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"train.mixed_precision must be no, fp16 or bf16, got {train.mixed_precision!r}")
         if not 1 <= train.skip <= 500 or 1000 % train.skip:

@@ -22,11 +22,12 @@ from ..nodes.injection import (MOTION_LAYER_PATCHES, MotionModuleLayer, insert_m
                                remove_motion_layers)
 
 # A reduced-width SD1.5 UNet in pixel space for the small-scale proof: four levels of two ResBlocks, cross-attention
-# on the two middle levels, a mid block; channels (32, 64, 64, 64), so the motion modules' GroupNorm(32) fits; 8
-# heads, as ComfyUI builds every SD1.5 UNet.
+# on the two middle levels, a mid block; 64 channels at every level, 8 heads, as ComfyUI builds every SD1.5 UNet.
+# At least 64: ComfyUI's GroupNorm has 32 groups, and with 32 channels its output norm normalises each channel on its
+# own, so the UNet cannot predict the per-channel mean of the noise and every sample gets a random colour cast.
 TINY_UNET = {
-    "image_size": 32, "in_channels": 3, "out_channels": 3, "model_channels": 32, "num_res_blocks": [2, 2, 2, 2],
-    "channel_mult": [1, 2, 2, 2], "transformer_depth": [0, 0, 1, 1, 1, 1, 0, 0],
+    "image_size": 32, "in_channels": 3, "out_channels": 3, "model_channels": 64, "num_res_blocks": [2, 2, 2, 2],
+    "channel_mult": [1, 1, 1, 1], "transformer_depth": [0, 0, 1, 1, 1, 1, 0, 0],
     "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0], "transformer_depth_middle": 1,
     "num_heads": 8, "context_dim": 64, "use_spatial_transformer": True, "legacy": False,
     "use_linear_in_transformer": False,

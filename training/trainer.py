@@ -22,6 +22,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,8 @@ class Trainer:
         self._build_models()
         trainable = [p for p in self.online.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=train.learning_rate, weight_decay=train.weight_decay)
-        warmup = max(train.warmup_steps, 1)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, partial(
+            learning_rate_factor, warmup=train.warmup_steps, steps=train.steps, schedule=train.lr_schedule))
         self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(train.mixed_precision)
         if self.amp_dtype is not None and self.device.type != "cuda":
             raise ValueError("mixed precision needs CUDA: set train.mixed_precision = \"no\" on the CPU")
@@ -338,6 +339,17 @@ class Trainer:
                 write_video(str(path), iter(frames_uint8), VideoSettings(format="mp4", frame_rate=8.0))
             paths.append(path)
         return paths
+
+
+def learning_rate_factor(step: int, warmup: int, steps: int, schedule: str) -> float:
+    """Linear warmup, then constant or a cosine decay to zero at the last step: a teacher's final weights taken at a
+    high constant rate are noisy, and their per-channel biases show as colour casts in every sample."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(steps - warmup, 1))
+    return 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def read_motion_model(path: str, device: torch.device) -> MotionModel:

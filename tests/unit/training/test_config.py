@@ -30,6 +30,7 @@ def test_a_file_and_overrides_give_the_settings(tmp_path):
     (BASE, ["train.skip=30"], "train.skip must divide 1000"),
     (BASE, ["train.guidance=[2.0, 1.0]"], "0 <= low <= high"),
     (BASE, ["train.init=\"both\""], "'paper' or 'merged'"),
+    (BASE, ["train.lr_schedule=\"linear\""], "'constant' or 'cosine'"),
     (BASE, ["model.backbone=\"sd15\"", "train.stage=\"teacher_image\""], "already an image teacher"),
     (BASE, ["steps=3"], "expected section.key=value"),
     (BASE, ["model.patch=3", "data.size=32"], r"data.size \(32\) must be a multiple of model.patch \(3\)"),
