@@ -10,7 +10,7 @@ match its teacher at 50, where the teacher's own few-step samplers fail?
    with the LoRA merged into the target too, and direct one-stage distillation with the steps of stages 1 + 2.
 4. One table: every model and sampler on the same noise, prompts and classifier.
 
-    .dev/venv/bin/python scripts/prove_distillation.py                # about an hour on 2 cores
+    .dev/venv/bin/python scripts/prove_distillation.py                # about 2.5 hours on 2 cores
     .dev/venv/bin/python scripts/prove_distillation.py --scale 0.05   # a quick run through every part
 
 Each stage resumes from its run folder (--work), so an interrupted proof continues where it stopped.
