@@ -19,7 +19,7 @@ def test_motion_model_folder_is_shared_and_lists_checkpoint_files(tmp_path, monk
     paths, extensions = folder_paths.folder_names_and_paths["animatediff_models"]
     assert paths == [str(extra), os.path.join(folder_paths.models_dir, "animatediff_models")]
     assert {".ckpt", ".safetensors", ".pt", ".pth"} <= extensions
-    folder_paths.filename_list_cache.clear()
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})  # restored after: the folder goes with tmp_path
     assert folder_paths.get_filename_list("animatediff_models") == ["AnimateLCM_sd15_t2v.ckpt"]
 
 
