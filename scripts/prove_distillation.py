@@ -106,7 +106,7 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
     from animatelcm.training.shapes import MovingShapes, all_captions, all_labels
 
     dataset = MovingShapes(frames=frames, size=size)
-    classifier = train_classifier(dataset, steps=classifier_steps)
+    classifier = train_classifier(dataset, steps=classifier_steps, period=PATCH)  # reads through the 2x2 casts
     captions = all_captions() * per_prompt
     labels = all_labels().repeat(per_prompt, 1)
     side = size // PATCH
@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps (0.05: smoke run)")
     parser.add_argument("--per-prompt", type=int, default=2, help="clips per prompt (36 prompts) in the evaluation")
-    parser.add_argument("--classifier-steps", type=int, default=400)
+    parser.add_argument("--classifier-steps", type=int, default=1500)
     options = parser.parse_args()
     import_pack_and_comfyui()
     import comfy.utils

@@ -23,10 +23,13 @@ class ClipClassifier(nn.Module):
     is, and the trend of a position-aware embedding is what tells the direction apart. Each clip's background (its
     per-channel median) is subtracted first, and training paints real clips on random backgrounds: generated clips
     often get the background's colour wrong, which is a flaw of its own, not a wrong shape, colour or direction.
+    With `period` p > 1 the background is taken per pixel position modulo p: a model that folds p x p pixels into
+    channels (model.patch) gives each position its own cast, a p x p grid over the whole clip.
     """
 
-    def __init__(self, width: int = 16) -> None:
+    def __init__(self, width: int = 16, period: int = 1) -> None:
         super().__init__()
+        self.period = period
         channels = (5, width, 2 * width, 4 * width)
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels[:-1], channels[1:]):
@@ -41,13 +44,21 @@ class ClipClassifier(nn.Module):
     def frame_embeddings(self, videos: torch.Tensor) -> torch.Tensor:
         """[B, F, 3, H, W] in [-1, 1] -> [B, F, D]."""
         b, f, _, h, w = videos.shape
-        background = videos.transpose(1, 2).flatten(2).median(dim=2).values  # [B, 3]
-        frames = (videos - background[:, None, :, None, None]).reshape(b * f, 3, h, w)
+        frames = (videos - self.background(videos)).reshape(b * f, 3, h, w)
         y = torch.linspace(-1, 1, h, device=videos.device, dtype=videos.dtype)
         x = torch.linspace(-1, 1, w, device=videos.device, dtype=videos.dtype)
         coords = torch.stack(torch.meshgrid(y, x, indexing="ij")).expand(b * f, 2, h, w)
         features = self.cnn(torch.cat([frames, coords], dim=1))
         return features.mean(dim=(2, 3)).reshape(b, f, self.dim)
+
+    def background(self, videos: torch.Tensor) -> torch.Tensor:
+        """[B, F, 3, H, W] -> [B, 1, 3, H, W]: the median over frames of the pixels at the same position modulo
+        `period` (per channel when H or W is not a multiple of it)."""
+        b, f, c, h, w = videos.shape
+        p = self.period if h % self.period == 0 and w % self.period == 0 else 1
+        tiles = videos.reshape(b, f, c, h // p, p, w // p, p).permute(0, 2, 4, 6, 1, 3, 5)  # [B, C, p, p, F, h, w]
+        median = tiles.flatten(4).median(dim=4).values  # [B, C, p, p]
+        return median.repeat(1, 1, h // p, w // p)[:, None]
 
     def forward(self, videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         e = self.frame_embeddings(videos)
@@ -74,13 +85,13 @@ def _augment(videos: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def train_classifier(dataset: MovingShapes, steps: int = 300, batch_size: int = 64, seed: int = 0,
-                     device: torch.device | str = "cpu") -> ClipClassifier:
+                     device: torch.device | str = "cpu", period: int = 1) -> ClipClassifier:
     """A ClipClassifier trained on fresh real clips every step (cross-entropy summed over the three heads), in eval
     mode. Seeded on its own generators: the global RNG is left as it was."""
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        classifier = ClipClassifier().to(device)
+        classifier = ClipClassifier(period=period).to(device)
     optimiser = torch.optim.Adam(classifier.parameters(), lr=2e-3)
     classifier.train()
     for _ in range(steps):

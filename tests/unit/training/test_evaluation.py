@@ -80,3 +80,18 @@ def test_temporal_consistency_is_100_for_a_still_clip_and_lower_for_unrelated_fr
 def test_temporal_consistency_needs_two_frames(classifier, clips):
     with pytest.raises(ValueError):
         temporal_consistency(classifier, clips.videos[:, :1])
+
+
+def test_with_a_period_it_reads_through_a_cast_that_repeats_every_period_pixels(classifier, clips):
+    """A model that folds 2x2 pixels into channels casts each of the four positions its own colour."""
+    cast = torch.tensor([[0.5, -0.3], [0.0, 0.4]]).repeat(8, 8)  # [16, 16], period 2
+    cast = torch.stack([cast, -cast, cast.flip(0)])[None, None]  # a different grid per channel
+    grid = clips.videos + cast
+    per_position = ClipClassifier(period=2)
+    per_position.load_state_dict(classifier.state_dict())
+    assert torch.allclose(per_position.background(grid), per_position.background(clips.videos) + cast, atol=1e-6)
+    assert torch.allclose(per_position.frame_embeddings(grid), classifier.frame_embeddings(clips.videos), atol=1e-4)
+    assert prompt_accuracy(per_position, grid, clips.labels) == prompt_accuracy(classifier, clips.videos, clips.labels)
+    assert prompt_accuracy(classifier, grid, clips.labels)["mean"] < 85  # the per-channel background does not
+    odd = clips.videos[..., :15, :15]
+    assert torch.equal(per_position.background(odd), classifier.background(odd))  # 15 is not a multiple of 2
