@@ -20,11 +20,11 @@ class ClipClassifier(nn.Module):
     """Per-frame CNN embeddings; shape and colour from their mean over frames, direction from their linear trend.
 
     Two coordinate channels are appended to the input: global average pooling is otherwise blind to where the shape
-    is, and the trend of a position-aware embedding is what tells the direction apart. Each clip's background (its
+    is, and the trend of a position-aware embedding is what tells the direction apart. Each frame's background (its
     per-channel median) is subtracted first, and training paints real clips on random backgrounds: generated clips
-    often get the background's colour wrong, which is a flaw of its own, not a wrong shape, colour or direction.
-    With `period` p > 1 the background is taken per pixel position modulo p: a model that folds p x p pixels into
-    channels (model.patch) gives each position its own cast, a p x p grid over the whole clip.
+    often get the background's colour wrong, frame by frame, which is a flaw of its own, not a wrong shape, colour
+    or direction. With `period` p > 1 the background is taken per pixel position modulo p: a model that folds p x p
+    pixels into channels (model.patch) gives each position its own cast, a p x p grid over the frame.
     """
 
     def __init__(self, width: int = 16, period: int = 1) -> None:
@@ -52,13 +52,13 @@ class ClipClassifier(nn.Module):
         return features.mean(dim=(2, 3)).reshape(b, f, self.dim)
 
     def background(self, videos: torch.Tensor) -> torch.Tensor:
-        """[B, F, 3, H, W] -> [B, 1, 3, H, W]: the median over frames of the pixels at the same position modulo
-        `period` (per channel when H or W is not a multiple of it)."""
+        """[B, F, 3, H, W] -> same: per frame, the median of the pixels at the same position modulo `period` (per
+        channel when H or W is not a multiple of it)."""
         b, f, c, h, w = videos.shape
         p = self.period if h % self.period == 0 and w % self.period == 0 else 1
-        tiles = videos.reshape(b, f, c, h // p, p, w // p, p).permute(0, 2, 4, 6, 1, 3, 5)  # [B, C, p, p, F, h, w]
-        median = tiles.flatten(4).median(dim=4).values  # [B, C, p, p]
-        return median.repeat(1, 1, h // p, w // p)[:, None]
+        tiles = videos.reshape(b, f, c, h // p, p, w // p, p).permute(0, 1, 2, 4, 6, 3, 5)  # [B, F, C, p, p, h, w]
+        median = tiles.flatten(5).median(dim=5).values  # [B, F, C, p, p]
+        return median.repeat(1, 1, 1, h // p, w // p)
 
     def forward(self, videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         e = self.frame_embeddings(videos)

@@ -35,6 +35,12 @@ def test_it_reads_clips_whose_background_colour_is_wrong(classifier, clips):
     assert prompt_accuracy(classifier, tinted, clips.labels)["mean"] > 85
 
 
+def test_a_cast_that_changes_from_frame_to_frame_is_taken_out_frame_by_frame(classifier, clips):
+    casts = torch.rand(1, 8, 3, 1, 1, generator=torch.Generator().manual_seed(3)) - 0.5  # one per frame
+    assert torch.allclose(classifier.frame_embeddings(clips.videos + casts), classifier.frame_embeddings(clips.videos),
+                          atol=1e-4)
+
+
 def test_on_noise_it_is_near_chance(classifier, clips):
     noise = 2 * torch.rand(clips.videos.shape, generator=torch.Generator().manual_seed(5)) - 1
     accuracy = prompt_accuracy(classifier, noise, clips.labels)
