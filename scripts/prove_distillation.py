@@ -72,8 +72,8 @@ def train_all(work: Path, frames: int, size: int, scale: float) -> dict[str, flo
     return seconds
 
 
-def student(work: Path, size: int, lora_run: str, motion_run: str):
-    """The distilled network: teacher base + a LoRA + a motion module, as noise-prediction function."""
+def network(work: Path, size: int, motion_run: str, lora_run: str | None = None):
+    """The teacher (no LoRA) or a distilled student: the image teacher's base, a LoRA, a motion module."""
     from safetensors.torch import load_file
 
     from animatelcm.training.backbones import load_backbone
@@ -82,20 +82,10 @@ def student(work: Path, size: int, lora_run: str, motion_run: str):
     from animatelcm.training.trainer import BASE_FILE, LORA_FILE, MOTION_FILE, read_motion_model
 
     backbone = load_backbone("tiny", str(work / "teacher_image" / BASE_FILE), torch.device("cpu"), size, PATCH)
-    lora = SpatialLoRA(backbone.unet, backbone.unet_config, LORA_RANK)
-    lora.load_state_dict(load_file(work / lora_run / LORA_FILE))
+    if lora_run is not None:
+        lora = SpatialLoRA(backbone.unet, backbone.unet_config, LORA_RANK)
+        lora.load_state_dict(load_file(work / lora_run / LORA_FILE))
     motion = read_motion_model(str(work / motion_run / MOTION_FILE), torch.device("cpu"))
-    unet = VideoUNet(backbone.unet)
-    return backbone, (lambda x, t, c: unet(x, t, c, motion))
-
-
-def teacher(work: Path, size: int):
-    from animatelcm.training.backbones import load_backbone
-    from animatelcm.training.models import VideoUNet
-    from animatelcm.training.trainer import BASE_FILE, MOTION_FILE, read_motion_model
-
-    backbone = load_backbone("tiny", str(work / "teacher_image" / BASE_FILE), torch.device("cpu"), size, PATCH)
-    motion = read_motion_model(str(work / "teacher_motion" / MOTION_FILE), torch.device("cpu"))
     unet = VideoUNet(backbone.unet)
     return backbone, (lambda x, t, c: unet(x, t, c, motion))
 
@@ -133,7 +123,7 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
         row(model, method, steps, cfg, videos.clamp(-1, 1), time.perf_counter() - start)
 
     with torch.no_grad():
-        backbone, net = teacher(work, size)
+        backbone, net = network(work, size, "teacher_motion")
         for method, steps in [("ddim", 1), ("ddim", 2), ("ddim", 4), ("ddim", 50), ("dpmpp_2m", 1), ("dpmpp_2m", 2),
                               ("dpmpp_2m", 4)]:
             run("teacher", backbone, net, method, steps, TEACHER_CFG)
@@ -144,7 +134,7 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
                                             ("student, decoupled, LoRA merged in target too", "stage1_image",
                                              "stage2_motion_merged"),
                                             ("student, direct one-stage", "direct", "direct")]:
-            backbone, net = student(work, size, lora_run, motion_run)
+            backbone, net = network(work, size, motion_run, lora_run)
             for steps in (1, 2, 4):
                 run(label, backbone, net, "lcm", steps, 1.0)
     return rows
