@@ -51,9 +51,11 @@ class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
 
     def execute(self, calc_cond_batch, model, conds, x_in, timestep, model_options):
         frames = x_in.shape[0]
-        warn_misaligned_controls(conds)
-        windows = context_windows(frames, self.context_length, self.context_overlap, self.schedule,
-                                  self._step(timestep, model_options), self.context_stride)
+        step = self._step(timestep, model_options)
+        if step == 0:  # once per run, not on every step
+            warn_misaligned_controls(conds)
+        windows = context_windows(frames, self.context_length, self.context_overlap, self.schedule, step,
+                                  self.context_stride)
         totals = [torch.zeros_like(x_in) for _ in conds]
         weight_sum = torch.zeros(frames, dtype=x_in.dtype, device=x_in.device)
         options = model_options["transformer_options"]

@@ -195,12 +195,14 @@ def test_core_controlnet_with_many_hints_under_windows_is_warned_about(control_n
     ours = VideoControl(control_net, torch.zeros(20, 3, 8, 8), 1.0, (0.0, 1.0))
     handler = VideoContextHandler(16, 4, 1, "static", "pyramid")
     x = torch.zeros(20, 4, 1, 1)
-    options = {"transformer_options": {}}
+    sigmas = torch.tensor([14.6, 3.0, 1.0, 0.0])
+    options = {"transformer_options": {"sample_sigmas": sigmas}}
 
     def calc(model, conds, sub_x, timestep, model_options):
         return [sub_x for _ in conds]
 
-    for control, warned in ((ours, False), (ours.copy().set_previous_controlnet(core), True)):
+    chained = ours.copy().set_previous_controlnet(core)
+    for control, step, warned in ((ours, 0, 0), (chained, 0, 1), (chained, 1, 0), (chained, 2, 0), (chained, 0, 1)):
         caplog.clear()
-        handler.execute(calc, None, [[{"control": control}]], x, torch.ones(20), options)
-        assert ("every window uses the first ones. Use ALCM_ApplyVideoControlNet" in caplog.text) is warned
+        handler.execute(calc, None, [[{"control": control}]], x, sigmas[step].expand(20), options)
+        assert caplog.text.count("every window uses the first ones. Use ALCM_ApplyVideoControlNet") == warned
