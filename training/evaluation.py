@@ -1,8 +1,10 @@
-"""Numbers for generated moving-shape clips: does the clip show its prompt (prompt accuracy), and is it steady
-from frame to frame (temporal consistency), both read by a small classifier trained on real clips.
+"""Numbers for generated moving-shape clips: does the clip show its prompt (prompt accuracy), is it steady from
+frame to frame (temporal consistency), and how far are the clips as a set from real ones (Frechet distance), all
+read by a small classifier trained on real clips.
 
-The classifier plays the part CLIP plays in video papers: prompt accuracy replaces the CLIP text-video score and
-temporal consistency is the same mean cosine similarity of consecutive frame embeddings.
+The classifier plays the part CLIP and I3D play in video papers: prompt accuracy replaces the CLIP text-video score,
+temporal consistency is the same mean cosine similarity of consecutive frame embeddings, and the Frechet distance
+is FVD's formula on the classifier's clip embeddings.
 """
 
 from __future__ import annotations
@@ -60,15 +62,20 @@ class ClipClassifier(nn.Module):
         median = tiles.flatten(5).median(dim=5).values  # [B, F, C, p, p]
         return median.repeat(1, 1, 1, h // p, w // p)
 
-    def forward(self, videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def clip_embeddings(self, videos: torch.Tensor) -> torch.Tensor:
+        """[B, F, 3, H, W] -> [B, 2D]: the frame embeddings' mean and their linear trend over the clip."""
         e = self.frame_embeddings(videos)
-        mean = e.mean(dim=1)
         # Least-squares slope of e against time measured in clip lengths: the change over the whole clip, using
         # every frame, the same scale for any frame count (zero for a single frame).
         tau = torch.linspace(0, 1, e.shape[1], device=e.device, dtype=e.dtype)
         tau = tau - tau.mean()
         trend = (tau[None, :, None] * e).sum(dim=1) / (tau ** 2).sum().clamp_min(1e-8)
-        return self.shape_head(mean), self.colour_head(mean), self.direction_head(torch.cat([mean, trend], dim=1))
+        return torch.cat([e.mean(dim=1), trend], dim=1)
+
+    def forward(self, videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        clip = self.clip_embeddings(videos)
+        mean = clip[:, :self.dim]
+        return self.shape_head(mean), self.colour_head(mean), self.direction_head(clip)
 
 
 def _augment(videos: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -141,3 +148,22 @@ def temporal_consistency(classifier: ClipClassifier, videos: torch.Tensor, batch
         similarity = F.cosine_similarity(e[:, 1:], e[:, :-1], dim=-1)
         total, count = total + similarity.sum().item(), count + similarity.numel()
     return 100 * total / count
+
+
+@torch.no_grad()
+def clip_embeddings(classifier: ClipClassifier, videos: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    device = _device(classifier)
+    return torch.cat([classifier.clip_embeddings(videos[start:start + batch_size].to(device, torch.float32)).cpu()
+                      for start in range(0, videos.shape[0], batch_size)])
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Frechet distance of Gaussians fitted to two sets of rows [N, D] (the FID/FVD formula):
+    |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2). Biased upwards for small N: compare sets of the same size."""
+    a, b = a.double(), b.double()
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    # Tr (S_a S_b)^1/2 is the sum of the square roots of the eigenvalues of S_a^1/2 S_b S_a^1/2 (symmetric, PSD).
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((a.mean(0) - b.mean(0)).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross)

@@ -1,12 +1,14 @@
 """The clip classifier and the numbers read with it: it learns shape, colour and direction from real clips, is at
 chance on noise, and the accuracy and temporal-consistency scores are the stated percentages."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from animatelcm.training.evaluation import ClipClassifier, prompt_accuracy, temporal_consistency, train_classifier
+from animatelcm.training.evaluation import (ClipClassifier, clip_embeddings, frechet_distance, prompt_accuracy,
+                                           temporal_consistency, train_classifier)
 from animatelcm.training.shapes import MovingShapes
 
 DATASET = MovingShapes(frames=8, size=16)
@@ -101,3 +103,27 @@ def test_with_a_period_it_reads_through_a_cast_that_repeats_every_period_pixels(
     assert prompt_accuracy(classifier, grid, clips.labels)["mean"] < 85  # the per-channel background does not
     odd = clips.videos[..., :15, :15]
     assert torch.equal(per_position.background(odd), classifier.background(odd))  # 15 is not a multiple of 2
+
+
+def test_frechet_distance_matches_scipys_matrix_square_root():
+    from scipy.linalg import sqrtm
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 6, generator=generator, dtype=torch.float64) @ torch.randn(6, 6, generator=generator,
+                                                                                      dtype=torch.float64)
+    b = 0.5 * torch.randn(150, 6, generator=generator, dtype=torch.float64) + 1.0
+    mu_a, mu_b, s_a, s_b = a.mean(0).numpy(), b.mean(0).numpy(), np.cov(a.numpy().T), np.cov(b.numpy().T)
+    expected = ((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * sqrtm(s_a @ s_b).real)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(a, a + 2) == pytest.approx(4 * 6, rel=1e-6)  # a shift of 2 in each of 6 dimensions
+
+
+def test_noise_is_far_from_real_clips_and_real_clips_are_near(classifier, clips):
+    reference = clip_embeddings(classifier, clips.videos[:256])
+    fresh = clip_embeddings(classifier, clips.videos[256:])
+    noise = 2 * torch.rand(256, 8, 3, 16, 16, generator=torch.Generator().manual_seed(6)) - 1
+    assert fresh.shape == (256, 2 * classifier.dim)
+    assert frechet_distance(fresh, reference) * 10 < frechet_distance(clip_embeddings(classifier, noise), reference)
+    mean = clip_embeddings(classifier, clips.videos[:4])[:, :classifier.dim]  # the embedding the heads read
+    assert torch.allclose(classifier(clips.videos[:4])[0], classifier.shape_head(mean))
