@@ -43,6 +43,7 @@ PATCH = 2  # 32x32 clips are 12-channel 16x16 ones in the model: the cost of 16x
 LORA_RANK = 16
 GUIDANCE = [1.0, 2.0]  # w: the teacher's eps = (1 + w) eps(c) - w eps(empty), cfg 2-3
 TEACHER_CFG = 1.0 + sum(GUIDANCE) / 2
+REFERENCE_PER_PROMPT = 20  # 720 real clips for the Frechet distance
 
 
 def train_all(work: Path, frames: int, size: int, scale: float) -> dict[str, float]:
@@ -90,8 +91,10 @@ def network(work: Path, size: int, motion_run: str, lora_run: str | None = None)
     return backbone, (lambda x, t, c: unet(x, t, c, motion))
 
 
-def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_steps: int) -> list[dict]:
-    from animatelcm.training.evaluation import prompt_accuracy, temporal_consistency, train_classifier
+def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_steps: int,
+             reuse_videos: bool = False) -> list[dict]:
+    from animatelcm.training.evaluation import (clip_embeddings, frechet_distance, prompt_accuracy,
+                                               temporal_consistency, train_classifier)
     from animatelcm.training.sampling import sample
     from animatelcm.training.shapes import MovingShapes, all_captions, all_labels
 
@@ -102,12 +105,19 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
     side = size // PATCH
     noise = torch.randn(len(captions), frames, 3 * PATCH * PATCH, side, side,
                         generator=torch.Generator().manual_seed(1234))
+    # FVD's reference set: many real clips, every prompt alike; a fresh real set of the evaluation's size gives the
+    # distance's floor at that size.
+    reference = clip_embeddings(classifier, dataset.render(all_labels().repeat(REFERENCE_PER_PROMPT, 1),
+                                                           torch.Generator().manual_seed(7)))
+    saved = work / "evaluation"
+    saved.mkdir(exist_ok=True)
     rows = []
 
     def row(model: str, sampler: str, steps: int | str, cfg: float, videos: torch.Tensor, seconds: float):
         accuracy = prompt_accuracy(classifier, videos, labels)
         rows.append({"model": model, "sampler": sampler, "steps": steps, "cfg": cfg, **accuracy,
                      "temporal": temporal_consistency(classifier, videos),
+                     "frechet": frechet_distance(clip_embeddings(classifier, videos), reference),
                      "ms_per_clip": 1000 * seconds / len(captions)})
         print(json.dumps(rows[-1]), flush=True)
 
@@ -115,12 +125,19 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
     row("real clips", "-", "-", 0.0, real, 0.0)
 
     def run(model: str, backbone, net, method: str, steps: int, cfg: float):
+        """Samples (or, with --reuse-videos, the clips saved by an earlier evaluation and its time) and their row."""
+        path = saved / f"{len(rows):02d}-{method}-{steps}.pt"
+        if reuse_videos and path.exists():
+            kept = torch.load(path, weights_only=True)
+            return row(model, method, steps, cfg, kept["videos"], kept["seconds"])
         context, empty = backbone.encode_text(captions), backbone.encode_text([""])
         start = time.perf_counter()
         videos = torch.cat([backbone.decode_video(sample(net, noise[i:i + 36], context[i:i + 36], method, steps,
                                                          uncond=empty, cfg=cfg, seed=i))
-                            for i in range(0, len(captions), 36)])
-        row(model, method, steps, cfg, videos.clamp(-1, 1), time.perf_counter() - start)
+                            for i in range(0, len(captions), 36)]).clamp(-1, 1)
+        seconds = time.perf_counter() - start
+        torch.save({"videos": videos, "seconds": seconds}, path)
+        row(model, method, steps, cfg, videos, seconds)
 
     with torch.no_grad():
         backbone, net = network(work, size, "teacher_motion")
@@ -142,11 +159,11 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
 
 def table(rows: list[dict]) -> str:
     lines = ["| model | sampler | steps | CFG | prompt accuracy (mean) | shape | colour | direction | all three | "
-             "temporal consistency | ms per clip |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "temporal consistency | Frechet distance | ms per clip |", "|---" * 12 + "|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['cfg']:g} | {r['mean']:.1f} | "
                      f"{r['shape']:.1f} | {r['colour']:.1f} | {r['direction']:.1f} | {r['all']:.1f} | "
-                     f"{r['temporal']:.2f} | {r['ms_per_clip']:.0f} |")
+                     f"{r['temporal']:.2f} | {r['frechet']:.2f} | {r['ms_per_clip']:.0f} |")
     return "\n".join(lines)
 
 
@@ -158,6 +175,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps (0.05: smoke run)")
     parser.add_argument("--per-prompt", type=int, default=2, help="clips per prompt (36 prompts) in the evaluation")
     parser.add_argument("--classifier-steps", type=int, default=1500)
+    parser.add_argument("--reuse-videos", action="store_true",
+                        help="score the clips an earlier evaluation saved in WORK/evaluation instead of sampling them "
+                             "again (only while no stage has been retrained since)")
     options = parser.parse_args()
     import_pack_and_comfyui()
     import comfy.utils
@@ -165,7 +185,8 @@ def main() -> None:
     comfy.utils.PROGRESS_BAR_ENABLED = False
     start = time.perf_counter()
     seconds = train_all(options.work, options.frames, options.size, options.scale)
-    rows = evaluate(options.work, options.frames, options.size, options.per_prompt, options.classifier_steps)
+    rows = evaluate(options.work, options.frames, options.size, options.per_prompt, options.classifier_steps,
+                    options.reuse_videos)
     wall = time.perf_counter() - start
     text = table(rows)
     print(text)
