@@ -8,6 +8,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .shapes import STARTS
+
 STAGES = ("teacher_image", "teacher_motion", "image", "motion", "direct")
 
 
@@ -30,6 +32,7 @@ class DataConfig:
     frames: int = 8
     size: int = 32  # pixels (square)
     stride: int = 1  # folder: every stride-th source frame
+    start: str = "anywhere"  # shapes: where a path starts on its axis, "anywhere" or "centre" (training/shapes.py)
 
 
 @dataclass
@@ -128,6 +131,8 @@ class Config:
             raise ValueError(f"train.guidance must be a range [low, high] with 0 <= low <= high, got {train.guidance}")
         if self.data.kind not in ("shapes", "folder"):
             raise ValueError(f"data.kind must be 'shapes' or 'folder', got {self.data.kind!r}")
+        if self.data.start not in STARTS:
+            raise ValueError(f"data.start must be one of {STARTS}, got {self.data.start!r}")
         if self.data.kind == "folder" and not self.data.path:
             raise ValueError("data.kind = \"folder\" needs data.path: a folder of videos with .txt captions")
         if model.patch < 1 or self.data.size % model.patch:

@@ -24,6 +24,11 @@ RGB = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]])  #
 VELOCITY = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
 RADIUS = 1 / 5  # of the frame size: circle radius, square half-side, triangle half-base and half-height
 TRAVEL = (0.25, 1 / 3)  # range of the distance covered over a clip, in frame sizes: a slightly random speed
+# Where a path starts on its axis of motion: anywhere it fits, or near the frame's centre (within half a radius).
+# From "centre" a still frame's place shows the direction, as a photo's motion cues do, and a clip's direction is
+# set by its caption from the first frames on: with "anywhere" a denoiser gains nothing measurable from the
+# direction word (the motion is read off the noisy frames themselves), and no teacher trained on it follows it.
+STARTS = ("anywhere", "centre")
 
 
 def caption(shape: int, colour: int, direction: int) -> str:
@@ -54,6 +59,11 @@ class ShapeClips:
 class MovingShapes:
     frames: int = 8
     size: int = 32
+    start: str = "anywhere"  # one of STARTS
+
+    def __post_init__(self) -> None:
+        if self.start not in STARTS:
+            raise ValueError(f"the moving shapes' start must be one of {STARTS}, got {self.start!r}")
 
     def sample(self, count: int, generator: torch.Generator) -> ShapeClips:
         """`count` random clips, uniform over the 36 prompts; the same generator state gives the same clips."""
@@ -62,8 +72,8 @@ class MovingShapes:
         return ShapeClips(self.render(labels, generator), [caption(*label) for label in labels.tolist()], labels)
 
     def render(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Clips for the given [count, 3] labels, with random start positions and speeds; the start is drawn so the
-        whole path keeps the shape inside the frame."""
+        """Clips for the given [count, 3] labels, with random start positions and speeds; the start is drawn (or, from
+        the centre, moved) so the whole path keeps the shape inside the frame."""
         count, size, radius = labels.shape[0], self.size, RADIUS * self.size
         travel = size * (TRAVEL[0] + (TRAVEL[1] - TRAVEL[0]) * torch.rand(count, generator=generator))
         velocity = VELOCITY[labels[:, 2]] * travel[:, None]  # [count, 2] displacement over the clip
@@ -71,6 +81,9 @@ class MovingShapes:
         low = radius - velocity.clamp(max=0)
         high = size - radius - velocity.clamp(min=0)
         start = low + (high - low) * torch.rand(count, 2, generator=generator)
+        if self.start == "centre":  # on the axis of motion only; the other keeps its random place
+            near = size / 2 + radius * (torch.rand(count, 2, generator=generator) - 0.5)
+            start = torch.where(velocity != 0, torch.minimum(torch.maximum(near, low), high), start)
         progress = torch.linspace(0, 1, self.frames) if self.frames > 1 else torch.zeros(1)
         centre = start[:, None] + progress[None, :, None] * velocity[:, None]  # [count, frames, 2]
 

@@ -79,7 +79,7 @@ class Trainer:
         self.out = Path(config.output.dir)
         torch.manual_seed(train.seed)  # the same initial weights on every process (DDP also broadcasts them)
         data = config.data
-        self.data = (MovingShapes(frames=data.frames, size=data.size) if data.kind == "shapes" else
+        self.data = (MovingShapes(frames=data.frames, size=data.size, start=data.start) if data.kind == "shapes" else
                      VideoFolder(data.path, frames=data.frames, size=data.size, stride=data.stride))
         self.generator = torch.Generator().manual_seed(train.seed * 1000 + self.rank)
         self.backbone = load_backbone(config.model.backbone, config.model.base, self.device, config.data.size,

@@ -110,3 +110,21 @@ def test_the_three_shapes_are_different_shapes(clips):
     for m in mask[shape == 2]:
         widths = m.sum(dim=-1)[m.any(dim=-1)]
         assert widths[0] < widths[-1] and (widths.diff() >= 0).all()
+
+
+def test_paths_from_the_centre_start_there_and_show_their_direction_in_a_still_frame(clips):
+    centred = MovingShapes(frames=8, size=32, start="centre").sample(600, torch.Generator().manual_seed(0))
+    expected = torch.tensor([[-1, 0], [1, 0], [0, -1], [0, 1]])
+    where = {}
+    for name, data in (("anywhere", clips), ("centre", centred)):
+        axis = expected[data.labels[:, 2]]
+        offset = _centroid(_mask(data.videos)) - 15.5  # [clips, frames, (x, y)] from the frame's centre
+        where[name] = (offset * axis[:, None]).sum(dim=-1)  # along the direction of motion
+        across = (offset[:, 0] * axis.flip(1)).sum(dim=-1)
+        assert across.abs().max() > 8  # the other axis keeps its random place in both
+    # within half a radius of the centre (+ a triangle's centroid, a third of a radius below its box's centre; + pixels)
+    assert where["anywhere"][:, 0].min() < -8 and where["centre"][:, 0].abs().max() < 32 * RADIUS * (1 / 2 + 1 / 3) + 1
+    # a still frame, any of the clip's: its place says nothing of the direction, or, from the centre, it does
+    assert where["anywhere"].mean().abs() < 1 and where["centre"].mean() > 3
+    with pytest.raises(ValueError, match="start must be one of"):
+        MovingShapes(start="middle")
