@@ -12,6 +12,8 @@ match its teacher at 50, where the teacher's own few-step samplers fail?
 
     .dev/venv/bin/python scripts/prove_distillation.py                # about 2.5 hours on 2 cores
     .dev/venv/bin/python scripts/prove_distillation.py --scale 0.05   # a quick run through every part
+    .dev/venv/bin/python scripts/prove_distillation.py --start centre --work .dev/artifacts/proof-centre
+                                                                      # paths from the centre (training/shapes.py)
 
 Each stage resumes from its run folder (--work), so an interrupted proof continues where it stopped.
 """
@@ -46,7 +48,7 @@ TEACHER_CFG = 1.0 + sum(GUIDANCE) / 2
 REFERENCE_PER_PROMPT = 20  # 720 real clips for the Frechet distance
 
 
-def train_all(work: Path, frames: int, size: int, scale: float) -> dict[str, float]:
+def train_all(work: Path, frames: int, size: int, paths_from: str, scale: float) -> dict[str, float]:
     from animatelcm.training.config import Config
     from animatelcm.training.trainer import BASE_FILE, LORA_FILE, MOTION_FILE, Trainer
 
@@ -60,7 +62,7 @@ def train_all(work: Path, frames: int, size: int, scale: float) -> dict[str, flo
         if stage == "motion":
             model["lora"] = str(work / "stage1_image" / LORA_FILE)
         config = Config.from_dict({
-            "model": model, "data": {"frames": frames, "size": size},
+            "model": model, "data": {"frames": frames, "size": size, "start": paths_from},
             "train": {"stage": stage, "steps": max(1, math.ceil(steps * scale)), "batch_size": batch,
                       "learning_rate": lr, "warmup_steps": 20, "skip": 10, "guidance": GUIDANCE, **extra},
             "output": {"dir": str(work / name), "checkpoint_every": 100, "sample_every": 500,
@@ -91,14 +93,14 @@ def network(work: Path, size: int, motion_run: str, lora_run: str | None = None)
     return backbone, (lambda x, t, c: unet(x, t, c, motion))
 
 
-def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_steps: int,
+def evaluate(work: Path, frames: int, size: int, paths_from: str, per_prompt: int, classifier_steps: int,
              reuse_videos: bool = False) -> list[dict]:
     from animatelcm.training.evaluation import (clip_embeddings, frechet_distance, prompt_accuracy,
                                                temporal_consistency, train_classifier)
     from animatelcm.training.sampling import sample
     from animatelcm.training.shapes import MovingShapes, all_captions, all_labels
 
-    dataset = MovingShapes(frames=frames, size=size)
+    dataset = MovingShapes(frames=frames, size=size, start=paths_from)
     classifier = train_classifier(dataset, steps=classifier_steps, period=PATCH)  # reads through the 2x2 casts
     captions = all_captions() * per_prompt
     labels = all_labels().repeat(per_prompt, 1)
@@ -172,6 +174,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / ".dev" / "artifacts" / "proof")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--start", default="anywhere", choices=("anywhere", "centre"),
+                        help="where the shapes' paths start (training/shapes.py); a new --work for each")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps (0.05: smoke run)")
     parser.add_argument("--per-prompt", type=int, default=2, help="clips per prompt (36 prompts) in the evaluation")
     parser.add_argument("--classifier-steps", type=int, default=1500)
@@ -184,9 +188,9 @@ def main() -> None:
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
     start = time.perf_counter()
-    seconds = train_all(options.work, options.frames, options.size, options.scale)
-    rows = evaluate(options.work, options.frames, options.size, options.per_prompt, options.classifier_steps,
-                    options.reuse_videos)
+    seconds = train_all(options.work, options.frames, options.size, options.start, options.scale)
+    rows = evaluate(options.work, options.frames, options.size, options.start, options.per_prompt,
+                    options.classifier_steps, options.reuse_videos)
     wall = time.perf_counter() - start
     text = table(rows)
     print(text)
