@@ -25,9 +25,9 @@ VELOCITY = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
 RADIUS = 1 / 5  # of the frame size: circle radius, square half-side, triangle half-base and half-height
 TRAVEL = (0.25, 1 / 3)  # range of the distance covered over a clip, in frame sizes: a slightly random speed
 # Where a path starts on its axis of motion: anywhere it fits, or near the frame's centre (within half a radius).
-# From "centre" a still frame's place shows the direction, as a photo's motion cues do, and a clip's direction is
-# set by its caption from the first frames on: with "anywhere" a denoiser gains nothing measurable from the
-# direction word (the motion is read off the noisy frames themselves), and no teacher trained on it follows it.
+# With "anywhere" a denoiser gains nothing measurable from the direction word: it reads the motion off the noisy
+# frames themselves. From "centre" a still frame's place shows the direction, as a photo's motion cues do, and the
+# word is worth a little (README, "The small-scale proof").
 STARTS = ("anywhere", "centre")
 
 
