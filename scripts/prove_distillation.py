@@ -174,8 +174,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / ".dev" / "artifacts" / "proof")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--start", default="anywhere", choices=("anywhere", "centre"),
-                        help="where the shapes' paths start (training/shapes.py); a new --work for each")
+    parser.add_argument("--start", default="anywhere",
+                        help="where the shapes' paths start: anywhere or centre (training/shapes.py, STARTS; the "
+                             "config refuses others); a new --work for each")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps (0.05: smoke run)")
     parser.add_argument("--per-prompt", type=int, default=2, help="clips per prompt (36 prompts) in the evaluation")
     parser.add_argument("--classifier-steps", type=int, default=1500)
