@@ -65,6 +65,24 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Te
     return abar_s.sqrt() * x0 + (1 - abar_s).sqrt() * eps
 
 
+def noise_loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, min_snr_gamma: float = 0.0,
+                       v: bool = False) -> torch.Tensor:
+    """Per-sample weights of a teacher's noise-prediction MSE at timesteps `t`. Plain MSE weighs the high-noise steps,
+    where the layout and the motion are decided, least: there an error in x0 reaches the noise only scaled by
+    abar / (1 - abar). `v`: v-prediction's loss, MSE / abar, scaled to mean 1 over the schedule (the proof's teacher
+    follows the direction word only with it). `min_snr_gamma`: min(SNR, gamma) / SNR, less weight on the easy
+    low-noise steps (Hang et al. 2023)."""
+    abar = alphas_cumprod.double()
+    if v and min_snr_gamma:
+        raise ValueError("choose one loss weighting: v or min-SNR")
+    if v:
+        return ((1 / abar) / (1 / abar).mean())[t].float()
+    if min_snr_gamma:
+        snr = abar[t] / (1 - abar[t])
+        return (snr.clamp(max=min_snr_gamma) / snr).float()
+    return torch.ones(t.shape, dtype=torch.float32, device=t.device)
+
+
 def pseudo_huber(prediction: torch.Tensor, target: torch.Tensor, c: float = 0.001) -> torch.Tensor:
     """mean of sqrt(r^2 + c^2) - c, r the elementwise difference: quadratic for |r| << c, linear beyond."""
     r = prediction.float() - target.float()

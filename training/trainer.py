@@ -39,7 +39,8 @@ from ..motion_models.motion_module import MotionModel
 from ..video.writer import VideoSettings, write_video
 from .backbones import Backbone, load_backbone, save_tiny_backbone
 from .config import Config
-from .consistency import consistency_function, ddim_step, ema_update, guided_eps, linear_alphas_cumprod, pseudo_huber
+from .consistency import (consistency_function, ddim_step, ema_update, guided_eps, linear_alphas_cumprod,
+                          noise_loss_weights, pseudo_huber)
 from .lora import SpatialLoRA
 from .models import VideoUNet, motion_width, new_motion_model
 from .sampling import sample
@@ -154,8 +155,8 @@ class Trainer:
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise, noise
 
     def diffusion_loss(self, x0: torch.Tensor, captions: list[str]) -> torch.Tensor:
-        """Noise prediction (the teachers): MSE to the true noise, min(SNR, gamma) / SNR weighted when
-        `min_snr_gamma` is set (less weight on the easy low-noise timesteps); some captions emptied for guidance."""
+        """Noise prediction (the teachers): MSE to the true noise, weighted per timestep as `min_snr_gamma` or
+        `v_weighting` say; some captions emptied for guidance."""
         train = self.config.train
         drop = torch.rand(len(captions), generator=self.generator) < train.caption_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
@@ -164,10 +165,7 @@ class Trainer:
         with self._autocast():
             eps = self.model(x_t, t, captions)
         per_sample = (eps.float() - noise).square().flatten(1).mean(dim=1)
-        if train.min_snr_gamma:
-            snr = self.alphas_cumprod[t] / (1 - self.alphas_cumprod[t])
-            per_sample = per_sample * (snr.clamp(max=train.min_snr_gamma) / snr).float()
-        return per_sample.mean()
+        return (per_sample * noise_loss_weights(self.alphas_cumprod, t, train.min_snr_gamma, train.v_weighting)).mean()
 
     def consistency_loss(self, x0: torch.Tensor, captions: list[str]) -> torch.Tensor:
         """d(f_online(x_{t_{n+k}}, t_{n+k}), f_target(x^_{t_n}, t_n)), x^_{t_n} one DDIM step of the guided teacher."""

@@ -14,6 +14,7 @@ import comfy.supported_models
 from animatelcm.motion_models.checkpoint import read_state_dict
 from animatelcm.nodes.injection import load_motion_model_file
 from animatelcm.tests.fixtures.comfy import model_patcher
+from animatelcm.training.consistency import noise_loss_weights
 from animatelcm.training.models import TINY_UNET, new_unet
 from animatelcm.training.trainer import LORA_FILE, MOTION_FILE, Trainer, learning_rate_factor
 
@@ -186,6 +187,30 @@ def test_min_snr_weighting_lowers_the_weight_of_low_noise_timesteps_only(trained
             losses[gamma] = trainer.loss(*trainer.batch()).item()
     assert 0 < losses[5.0] < losses[0.0]  # weights min(SNR, 5) / SNR: below 1 where SNR > 5
     assert losses[1e9] == pytest.approx(losses[0.0], rel=1e-6)  # a gamma above every SNR weighs nothing down
+
+
+def test_v_weighting_weighs_each_sample_as_noise_loss_weights_says(trained, tmp_path, monkeypatch):
+    import animatelcm.training.trainer as trainer_module
+
+    trainer = Trainer(config("teacher_motion", tmp_path, stage_models(trained, "teacher_motion"),
+                             v_weighting=True, batch_size=2))
+    state, seen = trainer.generator.get_state(), {}
+
+    def loss_with(weights):  # the same batch, noise and timesteps each time
+        monkeypatch.setattr(trainer_module, "noise_loss_weights", weights)
+        trainer.generator.set_state(state)
+        with torch.no_grad():
+            return trainer.loss(*trainer.batch()).item()
+
+    def spy(alphas_cumprod, t, min_snr_gamma, v):
+        seen.update(t=t, v=v)
+        return noise_loss_weights(alphas_cumprod, t, min_snr_gamma, v)
+
+    weighted = loss_with(spy)
+    first, second = (loss_with(lambda _a, t, *_: torch.eye(2)[i] * 2) for i in (0, 1))  # each sample's plain MSE
+    assert seen["v"] is True
+    w = noise_loss_weights(trainer.alphas_cumprod, seen["t"], v=True)
+    assert weighted == pytest.approx((first * w[0].item() + second * w[1].item()) / 2, rel=1e-5)
 
 
 def test_the_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_step(trained, tmp_path):

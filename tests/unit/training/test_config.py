@@ -36,6 +36,7 @@ def test_a_file_and_overrides_give_the_settings(tmp_path):
     (BASE, ["model.patch=3", "data.size=32"], r"data.size \(32\) must be a multiple of model.patch \(3\)"),
     (BASE, ["model.backbone=\"sd15\"", "model.patch=2"], "model.patch is for the tiny backbone"),
     (BASE, ["data.start=\"middle\""], "data.start must be one of"),
+    (BASE, ["train.v_weighting=true", "train.min_snr_gamma=5.0"], "two loss weightings: set one"),
 ])
 def test_mistakes_are_refused_with_the_reason(tmp_path, text, overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from animatelcm.training.consistency import (boundary_scalings, consistency_function, ddim_step, ema_update,
-                                             guided_eps, linear_alphas_cumprod, predicted_x0, pseudo_huber)
+                                             guided_eps, linear_alphas_cumprod, noise_loss_weights, predicted_x0,
+                                             pseudo_huber)
 
 ABAR = linear_alphas_cumprod()
 
@@ -61,3 +62,24 @@ def test_ema_moves_the_target_towards_the_online_weights():
     torch.testing.assert_close(target[0], torch.full((3,), 0.05))
     ema_update(target, online, 1.0)
     torch.testing.assert_close(target[0], torch.full((3,), 0.05))
+
+
+def test_noise_loss_weights_plain_min_snr_and_v():
+    t = torch.tensor([0, 249, 499, 999])
+    assert torch.equal(noise_loss_weights(ABAR, t), torch.ones(4))
+    # min-SNR-5: 1 where SNR <= 5 (sigma = 1/sqrt(SNR) >= 0.447, every t here but 0), 5 / SNR below
+    snr0 = ABAR[0].item() / (1 - ABAR[0].item())
+    torch.testing.assert_close(noise_loss_weights(ABAR, t, min_snr_gamma=5.0),
+                               torch.tensor([5 / snr0, 1.0, 1.0, 1.0]))
+    # v: MSE / abar with abar from the betas by hand, over its mean on the 1000 steps
+    betas = [0.00085 + (0.012 - 0.00085) * i / 999 for i in range(1000)]
+    abar, product = [], 1.0
+    for beta in betas:
+        product *= 1 - beta
+        abar.append(product)
+    mean = sum(1 / a for a in abar) / 1000
+    weights = noise_loss_weights(ABAR, t, v=True)
+    torch.testing.assert_close(weights, torch.tensor([1 / abar[i] / mean for i in t.tolist()]), rtol=1e-6, atol=0)
+    assert weights[3] / weights[1] > 100  # the noisiest step counts over a hundred times the quarter-noise one
+    with pytest.raises(ValueError, match="choose one"):
+        noise_loss_weights(ABAR, t, min_snr_gamma=5.0, v=True)
