@@ -51,7 +51,7 @@ class TrainConfig:
     huber_c: float = 0.001
     caption_dropout: float = 0.1  # teacher stages: share of empty captions, for classifier-free guidance
     min_snr_gamma: float = 0.0  # teacher stages: min-SNR-gamma loss weights (e.g. 5; faster to train); 0 = plain MSE
-    v_weighting: bool = False  # teacher stages: v-prediction's loss weights (more on high noise; see noise_loss_weights)
+    v_weighting: bool = False  # teacher stages: v-prediction's loss weights, more on high noise (noise_loss_weights)
     init: str = "paper"  # stage motion: "paper" (LoRA in the online model only) or "merged" (in both)
     motion_init: str = "zero"  # stage motion/direct: "zero" (fresh, zero output projections) or "teacher"
     mixed_precision: str = "no"  # "no", "fp16", "bf16" (CUDA)
@@ -128,8 +128,8 @@ class Config:
         if not 1 <= train.skip <= 500 or 1000 % train.skip:
             raise ValueError(f"train.skip must divide 1000 (e.g. 10 or 20), got {train.skip}")
         if train.v_weighting and train.min_snr_gamma:
-            raise ValueError("train.v_weighting and train.min_snr_gamma are two loss weightings: set one (min_snr_gamma "
-                             "= 0 for v)")
+            raise ValueError("train.v_weighting and train.min_snr_gamma are two loss weightings: set one "
+                             "(min_snr_gamma = 0 for v)")
         low, high = train.guidance
         if not 0 <= low <= high:
             raise ValueError(f"train.guidance must be a range [low, high] with 0 <= low <= high, got {train.guidance}")
