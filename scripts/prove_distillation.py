@@ -8,12 +8,14 @@ match its teacher at 50, where the teacher's own few-step samplers fail?
    first, then its motion module (the video teacher), as ordinary diffusion models.
 3. Stage 1 (spatial LoRA), stage 2 (motion module; LoRA in the online model only, the paper's initialisation), stage 2
    with the LoRA merged into the target too, and direct one-stage distillation with the steps of stages 1 + 2.
+   On centre data (CENTRE_PLAN) their motion modules start from the teacher's, and the paper's zero start is one
+   more stage-2 row.
 4. One table: every model and sampler on the same noise, prompts and classifier.
 
     .dev/venv/bin/python scripts/prove_distillation.py                # about 2.5 hours on 2 cores
     .dev/venv/bin/python scripts/prove_distillation.py --scale 0.05   # a quick run through every part
     .dev/venv/bin/python scripts/prove_distillation.py --start centre --work .dev/artifacts/proof-centre
-                                                                      # paths from the centre (training/shapes.py)
+                                   # paths from the centre (training/shapes.py), v-weighted motion teacher
 
 Each stage resumes from its run folder (--work), so an interrupted proof continues where it stopped.
 """
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train import ROOT, import_pack_and_comfyui  # noqa: E402
 
 # name, stage, steps, clips (or images) per step, learning rate, extra [train] settings
-PLAN = [
+PLAN = [  # --start anywhere: the third run's (README, the proof)
     ("teacher_image", "teacher_image", 2500, 64, 1e-3, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"}),
     ("teacher_motion", "teacher_motion", 700, 8, 5e-4, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"}),
     ("stage1_image", "image", 300, 32, 5e-4, {}),
@@ -41,6 +43,24 @@ PLAN = [
     ("stage2_motion_merged", "motion", 400, 4, 5e-4, {"init": "merged"}),
     ("direct", "direct", 700, 4, 5e-4, {}),  # the steps of stages 1 + 2
 ]
+# --start centre, where the direction word has a value (README, the proof): a v-weighted motion teacher follows it, and
+# a stage-2 motion module started from the teacher's keeps that motion in 400 steps where the paper's zero-initialised
+# one (kept as a row) loses it.
+CENTRE_PLAN = [
+    ("teacher_image", "teacher_image", 2500, 64, 1e-3, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"}),
+    ("teacher_motion", "teacher_motion", 1400, 8, 5e-4, {"v_weighting": True, "lr_schedule": "cosine"}),
+    ("stage1_image", "image", 300, 32, 5e-4, {}),
+    ("stage2_motion", "motion", 400, 4, 5e-4, {"init": "paper", "motion_init": "teacher"}),
+    ("stage2_motion_merged", "motion", 400, 4, 5e-4, {"init": "merged", "motion_init": "teacher"}),
+    ("stage2_motion_zero", "motion", 400, 4, 5e-4, {"init": "paper", "motion_init": "zero"}),
+    ("direct", "direct", 700, 4, 5e-4, {"motion_init": "teacher"}),
+]
+PLANS = {"anywhere": PLAN, "centre": CENTRE_PLAN}
+# the students' runs: their row's label and the run whose LoRA they use
+STUDENTS = {"stage2_motion": ("decoupled (paper init)", "stage1_image"),
+            "stage2_motion_merged": ("decoupled, LoRA merged in target too", "stage1_image"),
+            "stage2_motion_zero": ("decoupled (paper init)", "stage1_image"),
+            "direct": ("direct one-stage", "direct")}
 PATCH = 2  # 32x32 clips are 12-channel 16x16 ones in the model: the cost of 16x16, shapes large enough to read
 LORA_RANK = 16
 GUIDANCE = [1.0, 2.0]  # w: the teacher's eps = (1 + w) eps(c) - w eps(empty), cfg 2-3
@@ -53,7 +73,7 @@ def train_all(work: Path, frames: int, size: int, paths_from: str, scale: float)
     from animatelcm.training.trainer import BASE_FILE, LORA_FILE, MOTION_FILE, Trainer
 
     seconds = {}
-    for name, stage, steps, batch, lr, extra in PLAN:
+    for name, stage, steps, batch, lr, extra in PLANS[paths_from]:
         model = {"backbone": "tiny", "lora_rank": LORA_RANK, "patch": PATCH}
         if stage != "teacher_image":
             model["base"] = str(work / "teacher_image" / BASE_FILE)
@@ -149,13 +169,16 @@ def evaluate(work: Path, frames: int, size: int, paths_from: str, per_prompt: in
         if rows[4]["mean"] < 60:  # DDIM-50: what the students are measured against
             print(f"warning: the teacher's DDIM-50 clips score {rows[4]['mean']:.1f} (real clips "
                   f"{rows[0]['mean']:.1f}): a teacher this weak proves nothing; train it longer", flush=True)
-        for label, lora_run, motion_run in [("student, decoupled (paper init)", "stage1_image", "stage2_motion"),
-                                            ("student, decoupled, LoRA merged in target too", "stage1_image",
-                                             "stage2_motion_merged"),
-                                            ("student, direct one-stage", "direct", "direct")]:
-            backbone, net = network(work, size, motion_run, lora_run)
-            for steps in (1, 2, 4):
-                run(label, backbone, net, "lcm", steps, 1.0)
+        if rows[4]["direction"] < 50:
+            print(f"warning: the teacher's DDIM-50 clips read {rows[4]['direction']:.1f} on direction (chance 25): "
+                  "the table says nothing about keeping its motion", flush=True)
+        for name, _, _, _, _, extra in PLANS[paths_from]:
+            if name in STUDENTS:
+                label, lora_run = STUDENTS[name]
+                motion = "the teacher's" if extra.get("motion_init") == "teacher" else "zero"
+                backbone, net = network(work, size, name, lora_run)
+                for steps in (1, 2, 4):
+                    run(f"student, {label}, motion module from {motion}", backbone, net, "lcm", steps, 1.0)
     return rows
 
 
@@ -174,9 +197,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / ".dev" / "artifacts" / "proof")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--start", default="anywhere",
-                        help="where the shapes' paths start: anywhere or centre (training/shapes.py, STARTS; the "
-                             "config refuses others); a new --work for each")
+    parser.add_argument("--start", default="anywhere", choices=sorted(PLANS),
+                        help="where the shapes' paths start (training/shapes.py, STARTS), and the stages' plan "
+                             "(PLAN, CENTRE_PLAN); a new --work for each")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps (0.05: smoke run)")
     parser.add_argument("--per-prompt", type=int, default=2, help="clips per prompt (36 prompts) in the evaluation")
     parser.add_argument("--classifier-steps", type=int, default=1500)
