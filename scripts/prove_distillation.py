@@ -114,14 +114,16 @@ def network(work: Path, size: int, motion_run: str, lora_run: str | None = None)
 
 
 def evaluate(work: Path, frames: int, size: int, paths_from: str, per_prompt: int, classifier_steps: int,
-             reuse_videos: bool = False) -> list[dict]:
+             classifiers: int = 3, reuse_videos: bool = False) -> list[dict]:
     from animatelcm.training.evaluation import (clip_embeddings, frechet_distance, prompt_accuracy,
                                                temporal_consistency, train_classifier)
     from animatelcm.training.sampling import sample
     from animatelcm.training.shapes import MovingShapes, all_captions, all_labels
 
     dataset = MovingShapes(frames=frames, size=size, start=paths_from)
-    classifier = train_classifier(dataset, steps=classifier_steps, period=PATCH)  # reads through the 2x2 casts
+    # Several classifiers (their seeds), averaged: one classifier's training moves a row by up to 2 points (README).
+    readers = [train_classifier(dataset, steps=classifier_steps, seed=seed, period=PATCH)  # reads through the casts
+               for seed in range(classifiers)]
     captions = all_captions() * per_prompt
     labels = all_labels().repeat(per_prompt, 1)
     side = size // PATCH
@@ -129,17 +131,20 @@ def evaluate(work: Path, frames: int, size: int, paths_from: str, per_prompt: in
                         generator=torch.Generator().manual_seed(1234))
     # FVD's reference set: many real clips, every prompt alike; a fresh real set of the evaluation's size gives the
     # distance's floor at that size.
-    reference = clip_embeddings(classifier, dataset.render(all_labels().repeat(REFERENCE_PER_PROMPT, 1),
-                                                           torch.Generator().manual_seed(7)))
+    reference_clips = dataset.render(all_labels().repeat(REFERENCE_PER_PROMPT, 1), torch.Generator().manual_seed(7))
+    references = [clip_embeddings(reader, reference_clips) for reader in readers]
     saved = work / "evaluation"
     saved.mkdir(exist_ok=True)
     rows = []
 
     def row(model: str, sampler: str, steps: int | str, cfg: float, videos: torch.Tensor, seconds: float):
-        accuracy = prompt_accuracy(classifier, videos, labels)
-        rows.append({"model": model, "sampler": sampler, "steps": steps, "cfg": cfg, **accuracy,
-                     "temporal": temporal_consistency(classifier, videos),
-                     "frechet": frechet_distance(clip_embeddings(classifier, videos), reference),
+        scores = [{**prompt_accuracy(reader, videos, labels), "temporal": temporal_consistency(reader, videos),
+                   "frechet": frechet_distance(clip_embeddings(reader, videos), reference)}
+                  for reader, reference in zip(readers, references)]
+        means = [score["mean"] for score in scores]
+        rows.append({"model": model, "sampler": sampler, "steps": steps, "cfg": cfg,
+                     **{key: sum(score[key] for score in scores) / len(scores) for key in scores[0]},
+                     "spread": max(means) - min(means), "per_classifier": scores,
                      "ms_per_clip": 1000 * seconds / len(captions)})
         print(json.dumps(rows[-1]), flush=True)
 
@@ -183,10 +188,11 @@ def evaluate(work: Path, frames: int, size: int, paths_from: str, per_prompt: in
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | sampler | steps | CFG | prompt accuracy (mean) | shape | colour | direction | all three | "
-             "temporal consistency | Frechet distance | ms per clip |", "|---" * 12 + "|"]
+    lines = ["| model | sampler | steps | CFG | prompt accuracy (mean) | spread over classifiers | shape | colour | "
+             "direction | all three | temporal consistency | Frechet distance | ms per clip |", "|---" * 13 + "|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['cfg']:g} | {r['mean']:.1f} | "
+                     f"{r['spread']:.1f} | "
                      f"{r['shape']:.1f} | {r['colour']:.1f} | {r['direction']:.1f} | {r['all']:.1f} | "
                      f"{r['temporal']:.2f} | {r['frechet']:.2f} | {r['ms_per_clip']:.0f} |")
     return "\n".join(lines)
@@ -203,6 +209,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps (0.05: smoke run)")
     parser.add_argument("--per-prompt", type=int, default=2, help="clips per prompt (36 prompts) in the evaluation")
     parser.add_argument("--classifier-steps", type=int, default=1500)
+    parser.add_argument("--classifiers", type=int, default=3,
+                        help="classifiers (seeds) whose scores each row averages; the table gives their spread")
     parser.add_argument("--reuse-videos", action="store_true",
                         help="score the clips an earlier evaluation saved in WORK/evaluation instead of sampling them "
                              "again (only while no stage has been retrained since)")
@@ -214,7 +222,7 @@ def main() -> None:
     start = time.perf_counter()
     seconds = train_all(options.work, options.frames, options.size, options.start, options.scale)
     rows = evaluate(options.work, options.frames, options.size, options.start, options.per_prompt,
-                    options.classifier_steps, options.reuse_videos)
+                    options.classifier_steps, options.classifiers, options.reuse_videos)
     wall = time.perf_counter() - start
     text = table(rows)
     print(text)
