@@ -35,10 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train import ROOT, import_pack_and_comfyui  # noqa: E402
 
 # name, stage, steps, clips (or images) per step, learning rate, extra [train] settings
+# the stages both plans share: the image teacher and stage 1 see still frames, the same in either plan
+TEACHER_IMAGE = ("teacher_image", "teacher_image", 2500, 64, 1e-3, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"})
+STAGE1_IMAGE = ("stage1_image", "image", 300, 32, 5e-4, {})
 PLAN = [  # --start anywhere: the third run's (README, the proof)
-    ("teacher_image", "teacher_image", 2500, 64, 1e-3, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"}),
+    TEACHER_IMAGE,
     ("teacher_motion", "teacher_motion", 700, 8, 5e-4, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"}),
-    ("stage1_image", "image", 300, 32, 5e-4, {}),
+    STAGE1_IMAGE,
     ("stage2_motion", "motion", 400, 4, 5e-4, {"init": "paper"}),
     ("stage2_motion_merged", "motion", 400, 4, 5e-4, {"init": "merged"}),
     ("direct", "direct", 700, 4, 5e-4, {}),  # the steps of stages 1 + 2
@@ -47,9 +50,9 @@ PLAN = [  # --start anywhere: the third run's (README, the proof)
 # it, and a stage-2 motion module started from the teacher's keeps that motion in 400 steps where the paper's
 # zero-initialised one (kept as a row) loses it. From scratch, 1400 teacher steps are too few (36.1 on direction).
 CENTRE_PLAN = [
-    ("teacher_image", "teacher_image", 2500, 64, 1e-3, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"}),
+    TEACHER_IMAGE,
     ("teacher_motion", "teacher_motion", 1400, 8, 5e-4, {"v_weighting": True, "lr_schedule": "cosine"}),
-    ("stage1_image", "image", 300, 32, 5e-4, {}),
+    STAGE1_IMAGE,
     ("stage2_motion", "motion", 400, 4, 5e-4, {"init": "paper", "motion_init": "teacher"}),
     ("stage2_motion_merged", "motion", 400, 4, 5e-4, {"init": "merged", "motion_init": "teacher"}),
     ("stage2_motion_zero", "motion", 400, 4, 5e-4, {"init": "paper", "motion_init": "zero"}),
