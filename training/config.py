@@ -53,7 +53,7 @@ class TrainConfig:
     min_snr_gamma: float = 0.0  # teacher stages: min-SNR-gamma loss weights (e.g. 5; faster to train); 0 = plain MSE
     v_weighting: bool = False  # teacher stages: v-prediction's loss weights, more on high noise (noise_loss_weights)
     init: str = "paper"  # stage motion: "paper" (LoRA in the online model only) or "merged" (in both)
-    motion_init: str = "zero"  # stage motion/direct: "zero" (fresh, zero output projections) or "teacher"
+    motion_init: str = "zero"  # stage teacher_motion/motion/direct: "zero" (fresh) or "teacher" (teacher_motion_module)
     mixed_precision: str = "no"  # "no", "fp16", "bf16" (CUDA)
     gradient_checkpointing: bool = False
     seed: int = 0
@@ -121,6 +121,9 @@ class Config:
             raise ValueError(f"train.init must be 'paper' or 'merged', got {train.init!r}")
         if train.motion_init not in ("zero", "teacher"):
             raise ValueError(f"train.motion_init must be 'zero' or 'teacher', got {train.motion_init!r}")
+        if train.motion_init == "teacher" and model.teacher_motion_module is None:
+            raise ValueError("train.motion_init = \"teacher\" needs model.teacher_motion_module: the motion module to "
+                             "start from")
         if train.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"train.lr_schedule must be 'constant' or 'cosine', got {train.lr_schedule!r}")
         if train.mixed_precision not in ("no", "fp16", "bf16"):

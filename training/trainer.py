@@ -128,8 +128,9 @@ class Trainer:
             self.motion = new_motion_model(width, self.device, pe_length=TEACHER_PE_LENGTH)
         elif stage in ("motion", "direct"):
             self.motion = new_motion_model(width, self.device)
-            if train.motion_init == "teacher":
-                self.motion.load_state_dict(self.teacher_motion.state_dict(), strict=False)
+        if self.motion is not None and train.motion_init == "teacher":  # teacher_motion: trains the given one on
+            self.motion.load_state_dict(self.teacher_motion.state_dict(), strict=False)
+        if stage in ("motion", "direct"):
             self.target_motion = new_motion_model(width, self.device).requires_grad_(False)
             self.target_motion.load_state_dict(self.motion.state_dict())
         self.online = Online(self.video_unet, self.backbone, self.lora, self.motion, stage == "teacher_image")
