@@ -77,6 +77,24 @@ def test_stage2_with_the_lora_merged_into_both_starts_with_equal_weights(trained
         assert all(torch.equal(layer.weight, o) for (layer, _), o in zip(lora_layers(trainer), online))
 
 
+@pytest.mark.parametrize("stage", ["teacher_motion", "motion", "direct"])
+@pytest.mark.parametrize("motion_init", ["zero", "teacher"])
+def test_motion_init_teacher_starts_from_the_given_motion_module(stage, motion_init, trained, tmp_path):
+    """Stage 2 and direct may start from the teacher's motion module, and a motion teacher may be trained on from a
+    given one (the centre proof's warm restarts: fresh step count and schedule)."""
+    models = {**stage_models(trained, stage), "teacher_motion_module": str(trained["teacher_motion"])}
+    trainer = Trainer(config(stage, tmp_path, models, motion_init=motion_init))
+    given = trainer.teacher_motion.state_dict()
+    online = trainer.motion.state_dict()
+    assert set(online) <= set(given)  # a student's motion module keeps no positional table (the teacher's has one)
+    same = [torch.equal(online[key], given[key]) for key in online]
+    assert all(same) if motion_init == "teacher" else not all(same)
+    if trainer.target_motion is not None:
+        target = trainer.target_motion.state_dict()
+        assert all(torch.equal(target[key], online[key]) for key in online)
+    assert trainer.step == 0 and trainer.scheduler.last_epoch == 0
+
+
 def test_motion_and_lora_targets_are_the_ema_of_the_online_weights(trained, tmp_path):
     decay = 0.7
     trainer = Trainer(config("direct", tmp_path, stage_models(trained, "direct"), ema_decay=decay))

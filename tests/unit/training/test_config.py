@@ -27,6 +27,7 @@ def test_a_file_and_overrides_give_the_settings(tmp_path):
     ("", ["train.stage=\"image\""], "stage image needs model.base"),
     (BASE, ["train.stage=\"motion\""], "needs model.teacher_motion_module"),
     (BASE + "teacher_motion_module = \"t.safetensors\"\n", ["train.stage=\"motion\""], "needs model.lora"),
+    (BASE, ["train.stage=\"teacher_motion\"", "train.motion_init=\"teacher\""], "the motion module to start from"),
     (BASE, ["train.skip=30"], "train.skip must divide 1000"),
     (BASE, ["train.guidance=[2.0, 1.0]"], "0 <= low <= high"),
     (BASE, ["train.init=\"both\""], "'paper' or 'merged'"),
