@@ -17,7 +17,8 @@ import comfy.utils
 from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import io
 
-from .injection import I2V_BETA_END, IMAGE_FEATURES, MotionModelPatcher, applied_motion_model, motion_model_sampling
+from .injection import (I2V_BETA_END, IMAGE_FEATURES, MotionModelPatcher, applied_beta_schedule, applied_motion_model,
+                        motion_model_sampling)
 
 KEY = "animatelcm_i2v"
 
@@ -66,7 +67,7 @@ def attach_image(model: comfy.model_patcher.ModelPatcher, latent: torch.Tensor, 
     m = model.clone()
     m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, KEY, partial(_with_image_features, motion, latent, motion_scale))
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY, partial(_check_latent_size, latent))
-    m.add_object_patch("model_sampling", motion_model_sampling(m, "auto", lcm=True, beta_end=beta_end))
+    m.add_object_patch("model_sampling", motion_model_sampling(m, motion, applied_beta_schedule(model), beta_end))
     return m
 
 
@@ -90,7 +91,8 @@ class ImageToVideo(io.ComfyNode):
                                tooltip="How much the frames may differ: 0 is a still video, up to about 1.5 more "
                                        "motion but less stable."),
                 io.Float.Input("beta_end", default=I2V_BETA_END, min=0.012, max=0.016, step=0.0005,
-                               tooltip="Last beta of the linear noise schedule (AnimateLCM-I2V: 0.014)."),
+                               tooltip="Last beta of the linear noise schedule (AnimateLCM-I2V: 0.014); the "
+                                       "scaled_linear (SD1.5) schedule keeps its own."),
             ],
             outputs=[io.Model.Output(), io.Latent.Output()],
         )

@@ -32,6 +32,7 @@ from ..motion_models.checkpoint import LoadedMotionModel, load_motion_model, unr
 from ..motion_models.motion_module import MotionModel, TemporalTransformer
 
 KEY = "animatelcm"
+SCHEDULE_KEY = "animatelcm_beta_schedule"
 IMAGE_FEATURES = "animatelcm_image_features"  # transformer_options entry: the I2V features of the current UNet call
 
 # The schedule every SD1.5 motion model (AnimateLCM, AnimateDiff) was trained with: linear betas 0.00085 -> 0.012;
@@ -179,20 +180,29 @@ def discrete_model_sampling(settings: dict, lcm: bool):
     return MotionModelSampling(SimpleNamespace(sampling_settings=settings))
 
 
-def motion_model_sampling(model: comfy.model_patcher.ModelPatcher, beta_schedule: str, lcm: bool,
+def motion_model_sampling(model: comfy.model_patcher.ModelPatcher, motion: MotionModelPatcher, beta_schedule: str,
                           beta_end: float | None = None):
-    """Discrete-time model sampling on the chosen beta schedule, with LCM boundary conditions when `lcm`; `beta_end`
-    replaces the linear schedule's last beta."""
+    """Discrete-time model sampling on the chosen beta schedule. `auto` is the motion model's own: LCM boundary
+    conditions for AnimateLCM, linear betas ending at 0.014 for I2V. `beta_end` replaces a linear schedule's last
+    beta; the scaled_linear schedule is SD1.5's own and keeps its end."""
+    auto = beta_schedule == "auto"
+    if beta_end is None and auto and motion.loaded.format.has_image_encoder:
+        beta_end = I2V_BETA_END
     settings = dict(model.model.model_config.sampling_settings, beta_schedule=BETA_SCHEDULES[beta_schedule])
     if beta_schedule != "scaled_linear (SD1.5)":
         settings.update(TRAINING_BETAS)
         if beta_end is not None:
             settings["linear_end"] = beta_end
-    return discrete_model_sampling(settings, lcm)
+    return discrete_model_sampling(settings, auto and motion.is_animatelcm)
 
 
 def applied_motion_model(model: comfy.model_patcher.ModelPatcher) -> MotionModelPatcher | None:
     return model.get_attachment(KEY)
+
+
+def applied_beta_schedule(model: comfy.model_patcher.ModelPatcher) -> str:
+    """The beta_schedule the motion model was applied with, so later nodes keep the user's choice."""
+    return model.get_attachment(SCHEDULE_KEY) or "auto"
 
 
 def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionModelPatcher, motion_scale: float,
@@ -207,8 +217,7 @@ def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionM
             m.set_model_forward_timestep_embed_patch((layer_type, run))
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY,
                            partial(_check_frame_count, motion.loaded.format.max_frames))
-    lcm = beta_schedule == "auto" and motion.is_animatelcm
-    i2v = beta_schedule == "auto" and motion.loaded.format.has_image_encoder
-    m.add_object_patch("model_sampling", motion_model_sampling(m, beta_schedule, lcm, I2V_BETA_END if i2v else None))
+    m.add_object_patch("model_sampling", motion_model_sampling(m, motion, beta_schedule))
     m.set_attachments(KEY, motion)
+    m.set_attachments(SCHEDULE_KEY, beta_schedule)
     return m

@@ -59,6 +59,21 @@ def test_i2v_schedule_auto_and_beta_end(sd15, i2v):
                                reference_sigmas(0.016, [999, 749, 499, 249]), rtol=1e-5, atol=0)
 
 
+@pytest.mark.parametrize("beta_schedule", ["linear", "scaled_linear (SD1.5)"])
+def test_the_beta_schedule_chosen_when_applying_is_kept(sd15, base, beta_schedule):
+    """A schedule other than auto, chosen in ALCM_ApplyMotionModel, stays: beta_end ends the linear one, SD1.5's
+    keeps its end, and neither gets LCM boundary conditions."""
+    chosen = attach_motion_model(base, motion("animatelcm_i2v"), 1.0, beta_schedule)
+    model = ImageToVideo.execute(chosen, sd15[2], torch.rand(1, 64, 64, 3), 4, 64, 64, 0.8, 0.016).args[0]
+    sampling = model.get_model_object("model_sampling")
+    sd15_sigma_max = float(base.get_model_object("model_sampling").sigma_max)
+    expected = float(reference_sigmas(0.016, [999])[0]) if beta_schedule == "linear" else sd15_sigma_max
+    assert float(sampling.sigma_max) == pytest.approx(expected, rel=1e-5)
+    x, eps = torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2)
+    sigma = sampling.sigma(torch.tensor([0.0]))  # where LCM's boundary condition would return x itself
+    torch.testing.assert_close(sampling.calculate_denoised(sigma, eps, x), x - sigma * eps)
+
+
 def test_sampling_runs_and_motion_scale_zero_is_a_static_conditioning(sd15, i2v):
     image = torch.rand(1, 64, 64, 3, generator=torch.manual_seed(2))
     positive = [[torch.randn(1, 77, 768, generator=torch.manual_seed(3)), {}]]
