@@ -15,7 +15,8 @@ match its teacher at 50, where the teacher's own few-step samplers fail?
     .dev/venv/bin/python scripts/prove_distillation.py                # about 2.5 hours on 2 cores
     .dev/venv/bin/python scripts/prove_distillation.py --scale 0.05   # a quick run through every part
     .dev/venv/bin/python scripts/prove_distillation.py --start centre --work .dev/artifacts/proof-centre
-                                   # paths from the centre (training/shapes.py), v-weighted motion teacher
+                                   # paths from the centre (training/shapes.py), v-weighted motion teacher: the
+                                   # recorded table (README), about 3.8 hours on 2 cores
 
 Each stage resumes from its run folder (--work), so an interrupted proof continues where it stopped.
 """
