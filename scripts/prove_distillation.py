@@ -18,7 +18,8 @@ match its teacher at 50, where the teacher's own few-step samplers fail?
                                    # paths from the centre (training/shapes.py), v-weighted motion teacher: the
                                    # recorded table (README), about 3.8 hours on 2 cores
 
-Each stage resumes from its run folder (--work), so an interrupted proof continues where it stopped.
+Each stage resumes from its run folder (--work), so an interrupted proof continues where it stopped. On centre data
+the video teacher must follow the direction word before anything is distilled from it (--min-teacher-direction).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ CENTRE_PLAN = [
     ("direct", "direct", 700, 4, 5e-4, {"motion_init": "teacher"}),
 ]
 PLANS = {"anywhere": PLAN, "centre": CENTRE_PLAN}
+# the direction accuracy (DDIM-4, chance 25) the video teacher must reach before distillation; anywhere data gives the
+# direction word no value, so its teacher cannot learn it (README, the proof)
+MIN_TEACHER_DIRECTION = {"anywhere": 0.0, "centre": 50.0}
 # the students' runs: their row's label and the run whose LoRA they use
 STUDENTS = {"stage2_motion": ("decoupled (paper init)", "stage1_image"),
             "stage2_motion_merged": ("decoupled, LoRA merged in target too", "stage1_image"),
@@ -76,17 +80,21 @@ TEACHER_CFG = 1.0 + sum(GUIDANCE) / 2
 REFERENCE_PER_PROMPT = 20  # 720 real clips for the Frechet distance
 
 
-def train_all(work: Path, frames: int, size: int, paths_from: str, scale: float) -> dict[str, float]:
+def train_all(work: Path, frames: int, size: int, paths_from: str, scale: float,
+              runs: list[tuple]) -> dict[str, float]:
+    """Trains (or resumes) `runs`, entries of the plan of `paths_from`."""
     from animatelcm.training.config import Config
     from animatelcm.training.trainer import BASE_FILE, LORA_FILE, MOTION_FILE, Trainer
 
-    seconds, teacher = {}, None
-    for name, stage, steps, batch, lr, extra in PLANS[paths_from]:
+    plan, seconds = PLANS[paths_from], {}
+    for name, stage, steps, batch, lr, extra in runs:
         model = {"backbone": "tiny", "lora_rank": LORA_RANK, "patch": PATCH}
         if stage != "teacher_image":
             model["base"] = str(work / "teacher_image" / BASE_FILE)
-        if stage in ("motion", "direct") or extra.get("motion_init") == "teacher":
-            model["teacher_motion_module"] = str(work / teacher / MOTION_FILE)
+        if stage in ("motion", "direct"):
+            model["teacher_motion_module"] = str(work / teacher_run(plan) / MOTION_FILE)
+        elif extra.get("motion_init") == "teacher":  # a warm restart trains the motion teacher before it on
+            model["teacher_motion_module"] = str(work / teacher_run(plan, before=name) / MOTION_FILE)
         if stage == "motion":
             model["lora"] = str(work / "stage1_image" / LORA_FILE)
         config = Config.from_dict({
@@ -100,14 +108,15 @@ def train_all(work: Path, frames: int, size: int, paths_from: str, scale: float)
         report = Trainer(config).run()
         seconds[name] = time.perf_counter() - start
         print(f"{name}: {report['steps']} steps, final loss {report['loss']:.4f}, {seconds[name]:.0f} s", flush=True)
-        if stage == "teacher_motion":
-            teacher = name
     return seconds
 
 
-def teacher_run(plan: list[tuple]) -> str:
-    """The video teacher: the plan's last motion-teacher run (the ones before it are its earlier phases)."""
-    return [name for name, stage, *_ in plan if stage == "teacher_motion"][-1]
+def teacher_run(plan: list[tuple], before: str | None = None) -> str:
+    """The video teacher: the plan's last motion-teacher run (the ones before it are its earlier phases), or the last
+    one before run `before`."""
+    names = [name for name, *_ in plan]
+    earlier = plan[:names.index(before)] if before else plan
+    return [name for name, stage, *_ in earlier if stage == "teacher_motion"][-1]
 
 
 def network(work: Path, size: int, motion_run: str, lora_run: str | None = None):
@@ -128,22 +137,59 @@ def network(work: Path, size: int, motion_run: str, lora_run: str | None = None)
     return backbone, (lambda x, t, c: unet(x, t, c, motion))
 
 
+def prompts(frames: int, size: int, per_prompt: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """The evaluation's captions, their labels and the noise every model starts from."""
+    from animatelcm.training.shapes import all_captions, all_labels
+
+    side = size // PATCH
+    captions = all_captions() * per_prompt
+    noise = torch.randn(len(captions), frames, 3 * PATCH * PATCH, side, side,
+                        generator=torch.Generator().manual_seed(1234))
+    return captions, all_labels().repeat(per_prompt, 1), noise
+
+
+def sample_clips(backbone, net, captions: list[str], noise: torch.Tensor, method: str, steps: int,
+                 cfg: float) -> torch.Tensor:
+    from animatelcm.training.sampling import sample
+
+    context, empty = backbone.encode_text(captions), backbone.encode_text([""])
+    return torch.cat([backbone.decode_video(sample(net, noise[i:i + 36], context[i:i + 36], method, steps,
+                                                   uncond=empty, cfg=cfg, seed=i))
+                      for i in range(0, len(captions), 36)]).clamp(-1, 1)
+
+
+def check_teacher(work: Path, frames: int, size: int, paths_from: str, per_prompt: int, classifier_steps: int,
+                  minimum: float) -> None:
+    """Stops before distillation when the video teacher does not follow the direction word: its students could not
+    be measured on keeping its motion, and the distillation (about an hour here) would be wasted."""
+    from animatelcm.training.evaluation import prompt_accuracy, train_classifier
+    from animatelcm.training.shapes import MovingShapes
+
+    reader = train_classifier(MovingShapes(frames=frames, size=size, start=paths_from), steps=classifier_steps,
+                              seed=0, period=PATCH)  # the evaluation's first classifier
+    captions, labels, noise = prompts(frames, size, per_prompt)
+    with torch.no_grad():
+        backbone, net = network(work, size, teacher_run(PLANS[paths_from]))
+        videos = sample_clips(backbone, net, captions, noise, "ddim", 4, TEACHER_CFG)
+        direction = prompt_accuracy(reader, videos, labels)["direction"]
+    print(f"the video teacher reads {direction:.1f} on direction at DDIM-4 (chance 25, needed {minimum:g})", flush=True)
+    if direction < minimum:
+        sys.exit(f"stopped before distillation: the video teacher ({teacher_run(PLANS[paths_from])}) reads "
+                 f"{direction:.1f} on direction at DDIM-4, under {minimum:g}. Train it on (one more warm restart in "
+                 f"the plan, same --work) or lower --min-teacher-direction (0: no check).")
+
+
 def evaluate(work: Path, frames: int, size: int, paths_from: str, per_prompt: int, classifier_steps: int,
              classifiers: int = 3, reuse_videos: bool = False) -> list[dict]:
     from animatelcm.training.evaluation import (clip_embeddings, frechet_distance, prompt_accuracy,
                                                temporal_consistency, train_classifier)
-    from animatelcm.training.sampling import sample
-    from animatelcm.training.shapes import MovingShapes, all_captions, all_labels
+    from animatelcm.training.shapes import MovingShapes, all_labels
 
     dataset = MovingShapes(frames=frames, size=size, start=paths_from)
     # Several classifiers (their seeds), averaged: one classifier's training moves a row by up to 2 points (README).
     readers = [train_classifier(dataset, steps=classifier_steps, seed=seed, period=PATCH)  # reads through the casts
                for seed in range(classifiers)]
-    captions = all_captions() * per_prompt
-    labels = all_labels().repeat(per_prompt, 1)
-    side = size // PATCH
-    noise = torch.randn(len(captions), frames, 3 * PATCH * PATCH, side, side,
-                        generator=torch.Generator().manual_seed(1234))
+    captions, labels, noise = prompts(frames, size, per_prompt)
     # FVD's reference set: many real clips, every prompt alike; a fresh real set of the evaluation's size gives the
     # distance's floor at that size.
     reference_clips = dataset.render(all_labels().repeat(REFERENCE_PER_PROMPT, 1), torch.Generator().manual_seed(7))
@@ -172,11 +218,8 @@ def evaluate(work: Path, frames: int, size: int, paths_from: str, per_prompt: in
         if reuse_videos and path.exists():
             kept = torch.load(path, weights_only=True)
             return row(model, method, steps, cfg, kept["videos"], kept["seconds"])
-        context, empty = backbone.encode_text(captions), backbone.encode_text([""])
         start = time.perf_counter()
-        videos = torch.cat([backbone.decode_video(sample(net, noise[i:i + 36], context[i:i + 36], method, steps,
-                                                         uncond=empty, cfg=cfg, seed=i))
-                            for i in range(0, len(captions), 36)]).clamp(-1, 1)
+        videos = sample_clips(backbone, net, captions, noise, method, steps, cfg)
         seconds = time.perf_counter() - start
         torch.save({"videos": videos, "seconds": seconds}, path)
         row(model, method, steps, cfg, videos, seconds)
@@ -226,6 +269,10 @@ def main() -> None:
     parser.add_argument("--classifier-steps", type=int, default=1500)
     parser.add_argument("--classifiers", type=int, default=3,
                         help="classifiers (seeds) whose scores each row averages; the table gives their spread")
+    parser.add_argument("--min-teacher-direction", type=float, default=None,
+                        help="direction accuracy (chance 25) the video teacher must reach at DDIM-4 before the first "
+                             "distillation step, checked once (default: 50 for --start centre, 0 = no check for "
+                             "anywhere, where direction cannot be learnt)")
     parser.add_argument("--reuse-videos", action="store_true",
                         help="score the clips an earlier evaluation saved in WORK/evaluation instead of sampling them "
                              "again (only while no stage has been retrained since)")
@@ -234,8 +281,19 @@ def main() -> None:
     import comfy.utils
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
+    from animatelcm.training.trainer import STATE
+
     start = time.perf_counter()
-    seconds = train_all(options.work, options.frames, options.size, options.start, options.scale)
+    plan = PLANS[options.start]
+    teachers = [run for run in plan if run[1].startswith("teacher_")]
+    students = [run for run in plan if run not in teachers]
+    seconds = train_all(options.work, options.frames, options.size, options.start, options.scale, teachers)
+    minimum = (MIN_TEACHER_DIRECTION[options.start] if options.min_teacher_direction is None
+               else options.min_teacher_direction)
+    if minimum and not any((options.work / name / STATE).is_file() for name, *_ in students):
+        check_teacher(options.work, options.frames, options.size, options.start, options.per_prompt,
+                      options.classifier_steps, minimum)
+    seconds |= train_all(options.work, options.frames, options.size, options.start, options.scale, students)
     rows = evaluate(options.work, options.frames, options.size, options.start, options.per_prompt,
                     options.classifier_steps, options.classifiers, options.reuse_videos)
     wall = time.perf_counter() - start
