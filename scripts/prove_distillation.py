@@ -168,13 +168,14 @@ def check_teacher(work: Path, frames: int, size: int, paths_from: str, per_promp
     reader = train_classifier(MovingShapes(frames=frames, size=size, start=paths_from), steps=classifier_steps,
                               seed=0, period=PATCH)  # the evaluation's first classifier
     captions, labels, noise = prompts(frames, size, per_prompt)
+    teacher = teacher_run(PLANS[paths_from])
     with torch.no_grad():
-        backbone, net = network(work, size, teacher_run(PLANS[paths_from]))
+        backbone, net = network(work, size, teacher)
         videos = sample_clips(backbone, net, captions, noise, "ddim", 4, TEACHER_CFG)
         direction = prompt_accuracy(reader, videos, labels)["direction"]
     print(f"the video teacher reads {direction:.1f} on direction at DDIM-4 (chance 25, needed {minimum:g})", flush=True)
     if direction < minimum:
-        sys.exit(f"stopped before distillation: the video teacher ({teacher_run(PLANS[paths_from])}) reads "
+        sys.exit(f"stopped before distillation: the video teacher ({teacher}) reads "
                  f"{direction:.1f} on direction at DDIM-4, under {minimum:g}. Train it on (one more warm restart in "
                  f"the plan, same --work) or lower --min-teacher-direction (0: no check).")
 
@@ -286,14 +287,14 @@ def main() -> None:
     start = time.perf_counter()
     plan = PLANS[options.start]
     teachers = [run for run in plan if run[1].startswith("teacher_")]
-    students = [run for run in plan if run not in teachers]
+    distillation = [run for run in plan if run not in teachers]
     seconds = train_all(options.work, options.frames, options.size, options.start, options.scale, teachers)
     minimum = (MIN_TEACHER_DIRECTION[options.start] if options.min_teacher_direction is None
                else options.min_teacher_direction)
-    if minimum and not any((options.work / name / STATE).is_file() for name, *_ in students):
+    if minimum and not any((options.work / name / STATE).is_file() for name, *_ in distillation):
         check_teacher(options.work, options.frames, options.size, options.start, options.per_prompt,
                       options.classifier_steps, minimum)
-    seconds |= train_all(options.work, options.frames, options.size, options.start, options.scale, students)
+    seconds |= train_all(options.work, options.frames, options.size, options.start, options.scale, distillation)
     rows = evaluate(options.work, options.frames, options.size, options.start, options.per_prompt,
                     options.classifier_steps, options.classifiers, options.reuse_videos)
     wall = time.perf_counter() - start

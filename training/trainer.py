@@ -128,8 +128,10 @@ class Trainer:
             self.motion = new_motion_model(width, self.device, pe_length=TEACHER_PE_LENGTH)
         elif stage in ("motion", "direct"):
             self.motion = new_motion_model(width, self.device)
-        if self.motion is not None and train.motion_init == "teacher":  # teacher_motion: trains the given one on
+        if self.motion is not None and train.motion_init == "teacher":
             self.motion.load_state_dict(self.teacher_motion.state_dict(), strict=False)
+            if stage == "teacher_motion":  # a warm restart: the given module is where it starts, not a teacher to keep
+                self.teacher_motion = None
         if stage in ("motion", "direct"):
             self.target_motion = new_motion_model(width, self.device).requires_grad_(False)
             self.target_motion.load_state_dict(self.motion.state_dict())
