@@ -1,9 +1,12 @@
 # Entry points: `make test` (the test command CI runs), `make dev` (the development environment).
+# COMFYUI picks the ComfyUI target: 0.33.0 (default) or 0.3.75; COMFYUI_PATH=/path/to/ComfyUI uses another folder.
 DEV ?= $(or $(ALCM_DEV_DIR),$(CURDIR)/.dev)
-PYTHON := $(DEV)/venv/bin/python
+COMFYUI ?= $(or $(ALCM_COMFYUI),0.33.0)
 export ALCM_DEV_DIR := $(DEV)
+export ALCM_COMFYUI := $(COMFYUI)
+PYTHON = $(shell ALCM_DEV_DIR="$(DEV)" ALCM_COMFYUI="$(COMFYUI)" bash scripts/dev_env.sh --print-python)
 
-.PHONY: dev test run lock
+.PHONY: dev test run lock browser-deps
 
 dev:
 	@bash scripts/dev_env.sh
@@ -17,12 +20,16 @@ run: dev
 	$(PYTHON) scripts/main_job.py $(RUN_ARGS)
 
 # The browser the browser test (tests/e2e/test_browser.py) drives: the distribution's chromium + chromium-driver.
-.PHONY: browser-deps
 browser-deps:
 	@bash scripts/browser_deps.sh
 
-# Refresh constraints.txt from an unconstrained install of requirements-dev.txt + ComfyUI's requirements.
+# Refresh constraints/comfyui-$(COMFYUI).txt from an unconstrained install of requirements-dev.txt + that ComfyUI's
+# requirements.
+LOCK = constraints/comfyui-$(COMFYUI).txt
 lock:
+	@test -z "$(COMFYUI_PATH)" || { echo "make lock pins a target (COMFYUI=0.33.0 or 0.3.75), not COMFYUI_PATH" >&2; exit 2; }
 	@ALCM_LOCK=0 bash scripts/dev_env.sh
-	@{ sed -n '1,2p' constraints.txt; $(PYTHON) -m pip freeze --exclude-editable | LC_ALL=C sort -f; } > constraints.txt.new
-	@mv constraints.txt.new constraints.txt
+	@{ echo "# Exact versions for the ComfyUI $(COMFYUI) development/test environment, so every fresh machine gets the same ones."; \
+	   echo "# Regenerate with \`make lock COMFYUI=$(COMFYUI)\` after changing requirements-dev.txt."; \
+	   $(PYTHON) -m pip freeze --exclude-editable | LC_ALL=C sort -f; } > $(LOCK).new
+	@mv $(LOCK).new $(LOCK)

@@ -21,6 +21,7 @@ import comfy.model_management
 from comfy_api.latest import io
 
 from ..samplers.context_windows import FUSE_METHODS, SCHEDULES, context_windows, fuse_weights
+from .compat import context_window
 
 
 class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
@@ -61,8 +62,7 @@ class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
         options = model_options["transformer_options"]
         for index_list in windows:
             comfy.model_management.throw_exception_if_processing_interrupted()  # stop between windows on Cancel
-            window = comfy.context_windows.IndexListContextWindow(index_list)
-            window.total_frames = frames  # read by per-frame controls (nodes/controlnet.py)
+            window = context_window(index_list, frames)  # total_frames is read by per-frame controls
             options["context_window"] = window
             index = torch.tensor(index_list, device=x_in.device)
             outputs = calc_cond_batch(model, [self.get_resized_cond(c, x_in, window) for c in conds],

@@ -39,8 +39,9 @@ class VideoControl:
     """A conditioning's `control` that hands a stock control the hints of the frames being denoised.
 
     Implements what core's sampler calls on a control (get_control, pre_run, cleanup, get_models,
-    inference_memory_requirements, get_extra_hooks, previous_controlnet, extra_hooks) by delegating to a copy of the
-    stock control per window, made with its own public `copy`/`set_cond_hint`/`pre_run`, so core's classes are
+    inference_memory_requirements, get_extra_hooks, previous_controlnet, extra_hooks, and since 0.23.0 the multi-GPU
+    multigpu_clones, deepclone_multigpu and get_instance_for_device) by delegating to a copy of the stock control per
+    window, made with its own public `copy`/`set_cond_hint`/`pre_run`, so core's classes are
     neither subclassed nor patched. Only the current window's hints are prepared on the device: memory follows the
     window, not the clip.
     """
@@ -55,6 +56,7 @@ class VideoControl:
         self.extra_hooks = control.extra_hooks
         self._sampling = None  # pre_run's arguments, for the per-window copies
         self._window: tuple[tuple[int, ...] | None, object] = (None, None)  # (hint indices, stock copy for them)
+        self.multigpu_clones: dict[torch.device, VideoControl] = {}  # this control on each other GPU of a run
 
     def frames_of_call(self, batch: int, batched_number: int, transformer_options: dict) -> tuple[list[int], int]:
         """The clip frames one call denoises (per cond/uncond chunk) and the clip's length."""
@@ -120,10 +122,26 @@ class VideoControl:
         self._sampling = None
         if self.previous_controlnet is not None:
             self.previous_controlnet.cleanup()
+        for clone in self.multigpu_clones.values():
+            clone._release_window()
+            clone._sampling = None
 
     def get_models(self):
         previous = self.previous_controlnet.get_models() if self.previous_controlnet is not None else []
-        return previous + self.control.get_models()
+        clones = [model for clone in self.multigpu_clones.values() for model in clone.control.get_models()]
+        return previous + self.control.get_models() + clones
+
+    def get_instance_for_device(self, device):
+        return self.multigpu_clones.get(device, self)
+
+    def deepclone_multigpu(self, load_device, autoregister: bool = False):
+        """This control for another GPU of a multi-GPU run: the same hints over the stock control's own deep clone
+        for that device. Core links the clones' previous controls per device itself."""
+        clone = VideoControl(self.control.deepclone_multigpu(load_device), self.hints, self.strength,
+                             self.timestep_percent_range, self.vae, self.mask, self.spread)
+        if autoregister:
+            self.multigpu_clones[load_device] = clone
+        return clone
 
     def inference_memory_requirements(self, dtype):
         previous = self.previous_controlnet

@@ -30,6 +30,7 @@ from comfy_extras.nodes_model_advanced import LCM
 
 from ..motion_models.checkpoint import LoadedMotionModel, load_motion_model, unreadable_file_error
 from ..motion_models.motion_module import MotionModel, TemporalTransformer
+from .compat import core_model_patcher
 
 KEY = "animatelcm"
 SCHEDULE_KEY = "animatelcm_beta_schedule"
@@ -66,8 +67,7 @@ def load_motion_model_file(path: str, name: str) -> MotionModelPatcher:
     # manual_cast computes in the dtype of the UNet's activations, whatever the storage dtype.
     loaded = load_motion_model(state_dict, name, operations=comfy.ops.manual_cast, dtype=dtype,
                                attention=optimized_attention)
-    patcher = comfy.model_patcher.ModelPatcher(loaded.model, load_device=load_device,
-                                               offload_device=comfy.model_management.unet_offload_device())
+    patcher = core_model_patcher(loaded.model, load_device, comfy.model_management.unet_offload_device())
     return MotionModelPatcher(loaded, patcher)
 
 

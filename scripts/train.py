@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def find_comfyui() -> Path:
     candidates = [os.environ.get("COMFYUI_PATH"), ROOT.parents[1] if ROOT.parent.name == "custom_nodes" else None,
-                  Path(os.environ.get("ALCM_DEV_DIR", ROOT / ".dev")) / "ComfyUI"]
+                  Path(os.environ.get("ALCM_DEV_DIR", ROOT / ".dev")) / f"comfyui-{os.environ.get('ALCM_COMFYUI', '0.33.0')}"
+                  / "ComfyUI"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "comfy" / "model_base.py").is_file():
             return Path(candidate).resolve()

@@ -86,10 +86,11 @@ def _tiny(base: str | None, device: torch.device, image_size: int, patch: int) -
 
 
 def _sd15(path: str, device: torch.device) -> Backbone:
-    import comfy.sd
     import comfy.supported_models
 
-    model, clip, vae = comfy.sd.load_checkpoint_guess_config(path, output_vae=True, output_clip=True)[:3]
+    from ..nodes.compat import load_checkpoint_static
+
+    model, clip, vae = load_checkpoint_static(path)
     if not isinstance(model.model.model_config, comfy.supported_models.SD15):
         raise ValueError(f"{Path(path).name} is not an SD1.5 checkpoint (ComfyUI detects "
                          f"{type(model.model.model_config).__name__}): AnimateLCM distils SD1.5 models")

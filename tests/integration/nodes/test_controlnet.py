@@ -5,11 +5,16 @@ the ControlNet's inputs then say, for every batch entry of every call, which fra
 was given, and the two must agree.
 """
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
+import comfy.sampler_helpers
+import comfy.samplers
 import nodes as comfy_nodes  # ComfyUI's core nodes
 
+from animatelcm.nodes.compat import context_window
 from animatelcm.nodes.context import ContextOptions
 from animatelcm.nodes.controlnet import ApplyVideoControlNet, VideoControl, hint_frames
 from animatelcm.nodes.injection import attach_motion_model, load_motion_model_file
@@ -177,13 +182,11 @@ def test_chained_controls_add_and_the_inputs_are_not_changed(animated, control_n
 
 
 def test_a_window_without_its_clip_length_is_refused(control_net):
-    import comfy.context_windows
-
     control = VideoControl(control_net, torch.zeros(4, 3, 8, 8), 1.0, (0.0, 1.0))
-    window = comfy.context_windows.IndexListContextWindow([0, 1])
+    window = SimpleNamespace(index_list=[0, 1])  # as another pack's window object might be
     with pytest.raises(ValueError, match="use ALCM_ContextOptions"):
         control.frames_of_call(2, 1, {"context_window": window})
-    window.total_frames = 4
+    window = context_window([0, 1], 4)  # core's window object, as the pack's handler makes it on every version
     assert control.frames_of_call(4, 2, {"context_window": window}) == ([0, 1], 4)
     assert control.frames_of_call(6, 2, {}) == ([0, 1, 2], 3)
 
@@ -206,3 +209,38 @@ def test_core_controlnet_with_many_hints_under_windows_is_warned_about(control_n
         caplog.clear()
         handler.execute(calc, None, [[{"control": control}]], x, sigmas[step].expand(20), options)
         assert caplog.text.count("every window uses the first ones. Use ALCM_ApplyVideoControlNet") == warned
+
+
+def test_a_multi_gpu_run_gets_a_video_control_per_device_that_gives_the_same_hints(animated, control_net):
+    """ComfyUI 0.23.0+ reads `multigpu_clones` on every control before sampling and, for a multi-GPU run, has each
+    control of a chain deep-cloned per extra device and the clones linked per device (preprocess_multigpu_conds).
+    Here the extra device is the CPU again, so the clone can run and be compared with the original."""
+    if not hasattr(comfy.sampler_helpers, "preprocess_multigpu_conds"):
+        pytest.skip("this ComfyUI has no multi-GPU sampling (added in 0.23.0)")
+    frames, device = 4, torch.device("cpu")
+    core = control_net.copy().set_cond_hint(numbered_hints(1).movedim(-1, 1), 0.5)
+    positive, negative = per_frame_prompts(frames)
+    positive = [[positive[0][0], {"control": core}]]
+    positive, negative = apply(positive, negative, control_net, numbered_hints(frames))
+    control = positive[0][1]["control"]
+    model = animated.clone()
+    model.set_additional_models("multigpu", [SimpleNamespace(load_device=device)])  # what core's clone would carry
+
+    comfy.sampler_helpers.preprocess_multigpu_conds({"positive": [positive[0][1]]}, model, model.model_options)
+    clone = control.get_instance_for_device(device)
+    assert isinstance(clone, VideoControl) and clone is not control and control.multigpu_clones == {device: clone}
+    assert torch.equal(clone.hints, control.hints) and clone.control is not control.control
+    assert clone.control.control_model is not control.control.control_model  # its own copy of the weights
+    assert clone.previous_controlnet is core.get_instance_for_device(device) is not core  # linked per device
+    assert set(map(id, clone.control.get_models())) <= set(map(id, control.get_models()))
+
+    comfy.samplers.pre_run_control(model.model, [{"control": control}])  # 0.23+ reads multigpu_clones here
+    x = torch.randn(frames, 4, 8, 8, generator=torch.manual_seed(0))
+    sigma = torch.full((frames,), 6.5)
+    cond = {"c_crossattn": positive[0][0]}
+    [original, cloned] = [c.get_control(x, sigma, cond, 1, {}) for c in (control, clone)]
+    for key in ("input", "middle", "output"):
+        for a, b in zip(original[key], cloned[key]):
+            assert (a is None and b is None) or torch.allclose(a, b, atol=1e-6)
+    control.cleanup()
+    assert clone._sampling is None and clone._window == (None, None)

@@ -18,7 +18,7 @@ from comfy.patcher_extension import WrappersMP
 from animatelcm.nodes.injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler, Scheduler, animatelcm_sampler
 from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.tests.fixtures.comfy import core_renoise_seed, tiny_sd15_model
 
 FRAMES, SEED, SCALE_FACTOR, MOTION_SCALE = 8, 42, 0.18215, 0.2
 SIGMAS = {  # reference table: sqrt((1 - abar) / abar) on linear betas 0.00085 -> 0.012
@@ -52,10 +52,15 @@ def ksampler(model, conds, latent, steps=4, cfg=1.0, denoise=1.0):
 
 
 @torch.no_grad()
-def reference_lcm(model, context, latent, timesteps, renoise_offset=1):
-    """The official loop; noise k comes from the seed's generator at draw `k - 1 + renoise_offset`."""
+def reference_lcm(model, context, latent, timesteps, renoise_seed=None):
+    """The official loop. The initial noise is the seed's first CPU draw; the re-noise after each step is the next
+    draw of that same generator (one generator, as the official pipeline), or with `renoise_seed` the draws of a
+    generator started from that seed (core's noise sampler: see core_renoise_seed)."""
     draws = torch.Generator().manual_seed(SEED)
-    noise = [torch.randn(latent.shape, generator=draws).double() for _ in range(len(timesteps) + renoise_offset)]
+    first = torch.randn(latent.shape, generator=draws).double()
+    if renoise_seed is not None:
+        draws = torch.Generator().manual_seed(renoise_seed)
+    noise = [first] + [torch.randn(latent.shape, generator=draws).double() for _ in range(len(timesteps) - 1)]
     comfy.model_management.load_models_gpu([model])
     options = dict(model.model_options["transformer_options"], cond_or_uncond=[0])
     unet = model.model.diffusion_model
@@ -76,7 +81,7 @@ def reference_lcm(model, context, latent, timesteps, renoise_offset=1):
         if i == len(timesteps) - 1:
             return denoised
         abar_next = ALPHAS_CUMPROD[timesteps[i + 1]]
-        x = abar_next.sqrt() * denoised + (1 - abar_next).sqrt() * noise[i + renoise_offset]
+        x = abar_next.sqrt() * denoised + (1 - abar_next).sqrt() * noise[i + 1]
 
 
 @pytest.mark.parametrize("steps", sorted(SIGMAS))
@@ -94,21 +99,25 @@ def test_a_full_run_matches_the_reference_loop(animated, conds, denoise, timeste
     reference = reference_lcm(animated, conds[0][0][0], latent, timesteps)
     print(f"max abs diff {(pack - reference).abs().max().item():.2e}, latent max {reference.abs().max().item():.2f}")
     assert (pack - reference).abs().max() <= 1e-4
-    # and the check can fail: the same loop with core's repeated first re-noise is far off
-    assert (pack - reference_lcm(animated, conds[0][0][0], latent, timesteps, renoise_offset=0)).abs().max() > 1e-2
+    # and the check can fail: the same loop re-noising from a generator restarted at the seed is far off
+    assert (pack - reference_lcm(animated, conds[0][0][0], latent, timesteps, renoise_seed=SEED)).abs().max() > 1e-2
 
 
 def test_core_custom_sampling_with_the_lcm_sampler_gives_the_faithful_run(animated, conds):
-    """SamplerCustom + KSamplerSelect("lcm") + ALCM_Scheduler: core's noise sampler restarts from the seed, so its
-    first re-noise repeats the initial noise; otherwise it is the same reference loop."""
+    """SamplerCustom + KSamplerSelect("lcm") + ALCM_Scheduler: the same reference loop with core's re-noise, which
+    depends on the ComfyUI version (its first re-noise repeats the initial noise up to 0.6, not since 0.7.0); the
+    pack's own sampler draws the same on every version."""
     latent = torch.zeros(FRAMES, 4, 8, 8)
     positive, negative = conds
     sigmas = Scheduler.execute(animated, 4, 0, 1.0).args[0]
     core = comfy.sample.sample_custom(animated, comfy.sample.prepare_noise(latent, SEED), 1.0,
                                       comfy.samplers.sampler_object("lcm"), sigmas, positive, negative, latent,
                                       disable_pbar=True, seed=SEED).double() * SCALE_FACTOR
-    reference = reference_lcm(animated, positive[0][0], latent, [999, 749, 499, 249], renoise_offset=0)
+    timesteps = [999, 749, 499, 249]
+    reference = reference_lcm(animated, positive[0][0], latent, timesteps, renoise_seed=core_renoise_seed(SEED))
     assert (core - reference).abs().max() <= 1e-4
+    other_convention = {SEED: SEED + 1, SEED + 1: SEED}[core_renoise_seed(SEED)]
+    assert (core - reference_lcm(animated, positive[0][0], latent, timesteps, other_convention)).abs().max() > 1e-2
 
 
 def test_same_seed_same_starting_noise_as_core_ksampler(animated, conds):

@@ -1,5 +1,6 @@
 """AnimateLCM-SVD-xt in ComfyUI against the reference: the schedule node, and a 4-step run through core's own graph
-(SVD_img2vid_Conditioning -> VideoLinearCFGGuidance -> SamplerCustom with KSamplerSelect "lcm" + ALCM_SVDScheduler).
+(SVD_img2vid_Conditioning -> VideoLinearCFGGuidance -> SamplerCustom with ALCM_SVDScheduler and the pack's
+ALCM_Sampler, as the shipped workflow, or core's KSamplerSelect "lcm").
 
 The reference loop is written from animatelcm-reference.md section 5 (EDM v-prediction: c_skip = 1/(s^2+1),
 c_out = -s/sqrt(s^2+1), c_in = 1/sqrt(s^2+1), c_noise = 0.25 ln s; LCM: denoise, then re-noise with fresh noise),
@@ -8,6 +9,7 @@ computes its own fps/motion/augmentation embedding and per-frame guidance and sh
 wrappers, samplers or model sampling, nor with the pack's schedule: its sigmas are the reference table's.
 """
 
+import itertools
 import math
 
 import pytest
@@ -17,8 +19,9 @@ from comfy.patcher_extension import WrappersMP
 from comfy_extras.nodes_custom_sampler import KSamplerSelect, SamplerCustom
 from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning, VideoLinearCFGGuidance
 
+from animatelcm.nodes.sampling import Sampler
 from animatelcm.nodes.svd_sampling import SVDScheduler
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.tests.fixtures.comfy import core_renoise_seed, tiny_sd15_model
 from animatelcm.tests.fixtures.svd_comfy import StandInClipVision, StandInVAE, tiny_svd_model
 
 FRAMES, SIZE, SEED, SCALE_FACTOR, TOLERANCE = 14, 64, 42, 0.18215, 1e-4
@@ -49,11 +52,14 @@ def conditioning():
                                                  MOTION_BUCKET, FPS, AUGMENTATION)
 
 
-def comfy_run(svd, conditioning, cfg: float, steps: int = 4, model=None):
+SAMPLERS = ("ALCM_Sampler", "core lcm")
+
+
+def comfy_run(svd, conditioning, cfg: float, steps: int = 4, model=None, sampler_node: str = SAMPLERS[0]):
     """The graph a user builds, node by node; returns the output LATENT samples."""
     positive, negative, latent = conditioning
     guided = VideoLinearCFGGuidance().patch(svd if model is None else model, 1.0)[0]
-    sampler = KSamplerSelect.execute("lcm").args[0]
+    sampler = (Sampler.execute() if sampler_node == "ALCM_Sampler" else KSamplerSelect.execute("lcm")).args[0]
     sigmas = SVDScheduler.execute(svd, steps).args[0]
     output = SamplerCustom.execute(guided, True, SEED, cfg, positive, negative, sampler, sigmas, latent).args[0]
     return output["samples"]
@@ -61,9 +67,9 @@ def comfy_run(svd, conditioning, cfg: float, steps: int = 4, model=None):
 
 @pytest.fixture(scope="module")
 def comfy_results(svd, conditioning):
-    """Per cfg: the final latent in working units, and (batch, cond_or_uncond) of every UNet pass of that run."""
+    """Per (sampler, cfg): the final latent in working units, and (batch, cond_or_uncond) of every UNet pass."""
     results = {}
-    for cfg in (1.0, 1.2):
+    for sampler_node, cfg in itertools.product(SAMPLERS, (1.0, 1.2)):
         passes = []
 
         def count(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
@@ -72,8 +78,8 @@ def comfy_results(svd, conditioning):
 
         counted = svd.clone()
         counted.add_wrapper_with_key(WrappersMP.APPLY_MODEL, "count", count)
-        latent = comfy_run(svd, conditioning, cfg, model=counted).double() * SCALE_FACTOR
-        results[cfg] = latent, passes
+        latent = comfy_run(svd, conditioning, cfg, model=counted, sampler_node=sampler_node).double() * SCALE_FACTOR
+        results[sampler_node, cfg] = latent, passes
     return results
 
 
@@ -83,16 +89,25 @@ def sinusoidal(value: float, dim: int = 256) -> torch.Tensor:
     return torch.cat([torch.cos(value * freqs), torch.sin(value * freqs)])
 
 
+def renoise_seed(sampler_node: str) -> int | None:
+    """Where the sampler's re-noise comes from: the pack's continues the seed's generator after the initial noise;
+    core's lcm starts a generator of its own, whose seed depends on the ComfyUI version (core_renoise_seed)."""
+    return None if sampler_node == "ALCM_Sampler" else core_renoise_seed(SEED)
+
+
 @torch.no_grad()
 def reference_svd_lcm(svd, conditioning, sigmas, cfg: float, min_cfg: float = 1.0, renoise: bool = True,
-                      per_frame: bool = True, renoise_offset: int = 0):
-    """AnimateLCM-SVD sampling from section 5, with ComfyUI's noise: the seed's CPU generator gives the initial
-    noise, and core's lcm sampler restarts that generator for its re-noising, so the re-noise after step k is draw
-    k + renoise_offset (offset 0: the first re-noise repeats the initial noise, as core does)."""
+                      per_frame: bool = True, renoise_seed: int | None = None):
+    """AnimateLCM-SVD sampling from section 5, with ComfyUI's noise: the seed's first CPU draw is the initial noise;
+    the re-noise after each step is the next draw of that generator, or with `renoise_seed` the draws of a generator
+    started from that seed."""
     positive, negative, latent = conditioning
     shape = latent["samples"].shape
     draws = torch.Generator().manual_seed(SEED)
-    noise = [torch.randn(shape, generator=draws).double() for _ in range(len(sigmas) - 1 + renoise_offset)]
+    first = torch.randn(shape, generator=draws).double()
+    if renoise_seed is not None:
+        draws = torch.Generator().manual_seed(renoise_seed)
+    noise = [first] + [torch.randn(shape, generator=draws).double() for _ in range(len(sigmas) - 2)]
     unet = svd.model.diffusion_model
     frames = shape[0]
 
@@ -127,7 +142,7 @@ def reference_svd_lcm(svd, conditioning, sigmas, cfg: float, min_cfg: float = 1.
             denoised = denoised_uncond + scale * (denoised - denoised_uncond)
         if sigmas[i + 1] == 0:
             return denoised
-        x = denoised + sigmas[i + 1] * noise[i + renoise_offset] if renoise else denoised
+        x = denoised + sigmas[i + 1] * noise[i + 1] if renoise else denoised
 
 
 def decimals(printed: str) -> int:
@@ -162,27 +177,32 @@ def test_the_conditioning_is_what_svd_expects(conditioning):
     assert not negative[0][0].any() and not negative[0][1]["concat_latent_image"].any()
 
 
+@pytest.mark.parametrize("sampler_node", SAMPLERS)
 @pytest.mark.parametrize("cfg", [1.0, 1.2])
-def test_a_4_step_run_matches_the_reference_loop(svd, conditioning, comfy_results, cfg):
-    comfy = comfy_results[cfg][0]
-    reference = reference_svd_lcm(svd, conditioning, SIGMAS_4, cfg)
+def test_a_4_step_run_matches_the_reference_loop(svd, conditioning, comfy_results, sampler_node, cfg):
+    comfy = comfy_results[sampler_node, cfg][0]
+    reference = reference_svd_lcm(svd, conditioning, SIGMAS_4, cfg, renoise_seed=renoise_seed(sampler_node))
     diff = (comfy - reference).abs().max().item()
-    print(f"cfg {cfg}: max abs diff {diff:.2e} (working units), latent max {reference.abs().max().item():.2f}")
+    print(f"{sampler_node}, cfg {cfg}: max abs diff {diff:.2e} (working units), latent max "
+          f"{reference.abs().max().item():.2f}")
     assert diff <= TOLERANCE
 
 
-@pytest.mark.parametrize("wrong", ["sigma_min 0.02", "no re-noise", "fresh first re-noise", "one cfg for all frames"])
+@pytest.mark.parametrize("wrong", ["sigma_min 0.02", "no re-noise", "a restarted generator's re-noise",
+                                   "one cfg for all frames"])
 def test_the_comparison_can_fail(svd, conditioning, comfy_results, wrong):
     kwargs = {"sigma_min 0.02": {"sigmas": WRONG_SIGMA_MIN_4}, "no re-noise": {"renoise": False},
-              "fresh first re-noise": {"renoise_offset": 1}, "one cfg for all frames": {"per_frame": False}}[wrong]
+              "a restarted generator's re-noise": {"renoise_seed": SEED},
+              "one cfg for all frames": {"per_frame": False}}[wrong]
     cfg = 1.2 if wrong == "one cfg for all frames" else 1.0
     reference = reference_svd_lcm(svd, conditioning, **{"sigmas": SIGMAS_4, "cfg": cfg, **kwargs})
-    diff = (comfy_results[cfg][0] - reference).abs().max().item()
+    diff = (comfy_results["ALCM_Sampler", cfg][0] - reference).abs().max().item()
     print(f"{wrong}: max abs diff {diff:.2e}")
     assert diff > 10 * TOLERANCE
 
 
+@pytest.mark.parametrize("sampler_node", SAMPLERS)
 @pytest.mark.parametrize("cfg, calls", [(1.0, [(FRAMES, [0])] * 4), (1.2, [(2 * FRAMES, [1, 0])] * 4)])
-def test_unet_passes_per_step(comfy_results, cfg, calls):
+def test_unet_passes_per_step(comfy_results, sampler_node, cfg, calls):
     """At cfg 1 (min = max = 1) core never evaluates the negative: one pass of the 14 frames per step."""
-    assert comfy_results[cfg][1] == calls
+    assert comfy_results[sampler_node, cfg][1] == calls

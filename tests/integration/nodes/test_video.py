@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import folder_paths
-from comfy_api.latest import io
 
 from animatelcm.nodes.video import LoadVideo, SaveVideo
+from animatelcm.tests.fixtures.comfy import node_as_executed
 
 
 @pytest.fixture
@@ -32,10 +32,10 @@ def frames(count=6, height=40, width=56):
     return torch.rand(count, height, width, 3)
 
 
-def save(images, hidden=None, **options):
+def save(images, prompt=None, workflow=None, **options):
     settings = dict(frame_rate=8.0, format="mp4", loop_count=0, pingpong=False, crf=19, quality=90,
                     filename_prefix="clips/test")
-    node = SaveVideo.PREPARE_CLASS_CLONE(hidden or {})
+    node = node_as_executed(SaveVideo, prompt, None if workflow is None else {"workflow": workflow})
     return node.execute(images, **{**settings, **options})
 
 
@@ -45,8 +45,7 @@ def saved_path(output, folders):
 
 
 def test_save_video_writes_h264_with_the_workflow_and_an_animated_preview(folders):
-    hidden = {io.Hidden.prompt: {"1": {"class_type": "ALCM_SaveVideo"}}, io.Hidden.extra_pnginfo: {"workflow": {"a": 1}}}
-    output = save(frames(), hidden)
+    output = save(frames(), prompt={"1": {"class_type": "ALCM_SaveVideo", "inputs": {}}}, workflow={"a": 1})
     ui = output.ui.as_dict()
     assert ui["animated"] == (True,) and ui["images"][0]["type"] == "output" and ui["images"][0]["subfolder"] == "clips"
     path = saved_path(output, folders)
@@ -54,7 +53,7 @@ def test_save_video_writes_h264_with_the_workflow_and_an_animated_preview(folder
     with av.open(str(path)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
         assert json.loads(container.metadata["workflow"]) == {"a": 1}
-        assert json.loads(container.metadata["prompt"]) == {"1": {"class_type": "ALCM_SaveVideo"}}
+        assert json.loads(container.metadata["prompt"]) == {"1": {"class_type": "ALCM_SaveVideo", "inputs": {}}}
         assert sum(1 for _ in container.decode(video=0)) == 6
 
 
@@ -71,8 +70,7 @@ def test_gif_gets_a_first_frame_png_with_the_workflow_and_never_takes_an_existin
     (folders / "output" / "clips").mkdir()
     taken = folders / "output" / "clips" / "test_00001_.png"  # e.g. from SaveImage with the same prefix
     taken.write_bytes(b"png of someone else")
-    hidden = {io.Hidden.extra_pnginfo: {"workflow": {"b": 2}}}
-    path = saved_path(save(frames(), hidden, format="gif", pingpong=True), folders)
+    path = saved_path(save(frames(), workflow={"b": 2}, format="gif", pingpong=True), folders)
     assert path.name == "test_00002_.gif" and taken.read_bytes() == b"png of someone else"
     from PIL import Image
 
