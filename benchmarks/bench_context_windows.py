@@ -13,7 +13,7 @@ frames in one process. The 16-frame run fits in one window, so the handler is no
     time means that one stays about 1x.
 
 CUDA when present (512x512, the UNet dtype ComfyUI picks there), the CPU otherwise (64x64 by default).
-Run with the dev Python:  .dev/venv/bin/python benchmarks/bench_context_windows.py [--help]
+Run with the dev Python:  .dev/comfyui-0.33.0/venv/bin/python benchmarks/bench_context_windows.py [--help]
 """
 
 import argparse

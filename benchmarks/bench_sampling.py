@@ -10,7 +10,7 @@ fixtures: the cost of a forward does not depend on the weight values):
 (c) peak memory of each configuration.
 
 CUDA when present (16 frames at 512x512, the UNet dtype ComfyUI picks there), the CPU otherwise (16 frames at
-64x64 by default). Run with the dev Python:  .dev/venv/bin/python benchmarks/bench_sampling.py [--help]
+64x64 by default). Run with the dev Python:  .dev/comfyui-0.33.0/venv/bin/python benchmarks/bench_sampling.py [--help]
 """
 
 import argparse

@@ -18,7 +18,7 @@ CUDA when present (fp16, 1024x576; peak = allocator peak above the loaded VAE, a
 configuration), the CPU otherwise (fp32, 64x40 by default, as a 25-frame decode at 128x72 takes about 40 s on 2
 busy cores; peak = the kernel's resident-set high-water mark, reset before each run (Linux /proc/self/clear_refs),
 above the resident set at its start: sampling the resident set misses the short-lived peaks of single layers).
-Run with the dev Python:  .dev/venv/bin/python benchmarks/bench_svd_decode.py [--help]
+Run with the dev Python:  .dev/comfyui-0.33.0/venv/bin/python benchmarks/bench_svd_decode.py [--help]
 """
 
 import argparse

@@ -5,7 +5,8 @@ Starts ComfyUI headless with the pack on a free loopback port, queues the shippe
 they are in the ComfyUI models folder (see README), and otherwise generated fixture models with random weights,
 whose video is noise: that run proves the pipeline, not the pictures.
 
-Run it with `make run` (which builds the environment first), or `.dev/venv/bin/python scripts/main_job.py --help`.
+Run it with `make run` (which builds the environment first), or
+`.dev/comfyui-0.33.0/venv/bin/python scripts/main_job.py --help`.
 """
 
 from __future__ import annotations

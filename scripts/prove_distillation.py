@@ -12,9 +12,9 @@ match its teacher at 50, where the teacher's own few-step samplers fail?
    more stage-2 row.
 4. One table: every model and sampler on the same noise, prompts and classifiers.
 
-    .dev/venv/bin/python scripts/prove_distillation.py                # about 2.5 hours on 2 cores
-    .dev/venv/bin/python scripts/prove_distillation.py --scale 0.05   # a quick run through every part
-    .dev/venv/bin/python scripts/prove_distillation.py --start centre --work .dev/artifacts/proof-centre
+    .dev/comfyui-0.33.0/venv/bin/python scripts/prove_distillation.py                # about 2.5 hours on 2 cores
+    .dev/comfyui-0.33.0/venv/bin/python scripts/prove_distillation.py --scale 0.05   # a quick run through every part
+    .dev/comfyui-0.33.0/venv/bin/python scripts/prove_distillation.py --start centre --work .dev/artifacts/proof-centre
                                    # paths from the centre (training/shapes.py), v-weighted motion teacher: the
                                    # recorded table (README), about 3.8 hours on 2 cores
 

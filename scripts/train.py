@@ -1,7 +1,8 @@
 """Train AnimateLCM: one stage of decoupled consistency distillation per run, driven by a TOML config.
 
-    .dev/venv/bin/python scripts/train.py --config training/configs/sd15_stage1_image.toml
-    .dev/venv/bin/python scripts/train.py --config my.toml --set train.steps=200 --set output.dir=\\"runs/x\\"
+    .dev/comfyui-0.33.0/venv/bin/python scripts/train.py --config training/configs/sd15_stage1_image.toml
+    .dev/comfyui-0.33.0/venv/bin/python scripts/train.py --config my.toml \\
+        --set train.steps=200 --set output.dir=\\"runs/x\\"
     torchrun --nproc_per_node 2 scripts/train.py --config my.toml      # DDP, one process per GPU
 
 Needs ComfyUI (its SD1.5 UNet, checkpoint loader and samplers): the ComfyUI this pack is installed in
@@ -25,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def find_comfyui() -> Path:
+    dev_target = f"comfyui-{os.environ.get('ALCM_COMFYUI', '0.33.0')}"  # what `make dev` builds
     candidates = [os.environ.get("COMFYUI_PATH"), ROOT.parents[1] if ROOT.parent.name == "custom_nodes" else None,
-                  Path(os.environ.get("ALCM_DEV_DIR", ROOT / ".dev")) / f"comfyui-{os.environ.get('ALCM_COMFYUI', '0.33.0')}"
-                  / "ComfyUI"]
+                  Path(os.environ.get("ALCM_DEV_DIR", ROOT / ".dev")) / dev_target / "ComfyUI"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "comfy" / "model_base.py").is_file():
             return Path(candidate).resolve()

@@ -6,6 +6,7 @@ shadow ComfyUI's own `nodes` module.
 """
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,18 @@ def _import_pack() -> None:
 
 
 _import_pack()
+
+
+def pytest_report_header(config) -> str:
+    """Which ComfyUI this run tests against, at the top of every run's output."""
+    from animatelcm.tests.fixtures.comfy import comfyui_path
+
+    try:
+        path = comfyui_path()
+    except RuntimeError as missing:
+        return f"ComfyUI: none ({missing})"
+    version = re.search(r'__version__ = "([^"]+)"', (path / "comfyui_version.py").read_text())
+    return f"ComfyUI {version.group(1) if version else 'of unknown version'} at {path}"
 
 
 def pytest_collection_modifyitems(config, items):

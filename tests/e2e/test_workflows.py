@@ -98,7 +98,7 @@ def svd_server(server, tmp_path_factory):
 
 def test_svd_xt_api_twin_runs_end_to_end_on_its_own_server(svd_server):
     prompt = runs_and_saves_what_its_save_node_says(svd_server, WORKFLOWS_DIR / "animatelcm_svd_xt.json")
-    assert prompt["6"]["inputs"]["steps"] == 4 and prompt["7"]["inputs"]["sampler_name"] == "lcm"
+    assert prompt["6"]["inputs"]["steps"] == 4 and prompt["7"]["class_type"] == "ALCM_Sampler"
     progress = [e["data"]["value"] for e in svd_server.events if e["type"] == "progress" and e["data"]["node"] == "8"]
     assert progress == [1, 2, 3, 4]
 

@@ -99,7 +99,7 @@ def test_a_full_run_matches_the_reference_loop(animated, conds, denoise, timeste
     reference = reference_lcm(animated, conds[0][0][0], latent, timesteps)
     print(f"max abs diff {(pack - reference).abs().max().item():.2e}, latent max {reference.abs().max().item():.2f}")
     assert (pack - reference).abs().max() <= 1e-4
-    # and the check can fail: the same loop re-noising from a generator restarted at the seed is far off
+    # and the check can fail: re-noising from a generator restarted at the seed is far off
     assert (pack - reference_lcm(animated, conds[0][0][0], latent, timesteps, renoise_seed=SEED)).abs().max() > 1e-2
 
 
