@@ -2,7 +2,7 @@
 
 Functions take a state dict and the file's name (for error messages) rather than a path, so ComfyUI glue can read
 files with `comfy.utils.load_torch_file`; `read_state_dict` does the same without ComfyUI for tests and tools.
-Formats, from the keys alone (shared/docs/animatelcm-reference.md, sections 2 and 4):
+Formats, from the keys alone (docs/reference.md, sections 2 and 4):
 
 - `animatelcm_t2v`: no `pos_encoder.pe` keys (the encoding is computed in code, 64 frames).
 - `animatelcm_i2v`: the same plus the image encoder adapter (`img_encoder.*`).

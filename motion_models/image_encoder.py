@@ -1,6 +1,6 @@
 """The AnimateLCM-I2V image encoder (`img_encoder` in the checkpoint), in plain PyTorch.
 
-Written from shared/docs/animatelcm-reference.md, section 4: the VAE latent of the still image goes through a 3x3
+Written from docs/reference.md, section 4: the VAE latent of the still image goes through a 3x3
 `conv_in`, each frame adds `motion_scale` times the sinusoidal encoding of its position in the clip, and 8 residual
 blocks (2 per UNet down level) turn that into one feature map per level, the size of that level's hidden states.
 The UNet adds them in its down blocks, before each level's second motion module (the glue code does that, not this

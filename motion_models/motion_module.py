@@ -1,6 +1,6 @@
 """The SD1.5 motion model of AnimateLCM and AnimateDiff v1/v2/v3, in plain PyTorch.
 
-Written from the original AnimateDiff/AnimateLCM design (shared/docs/animatelcm-reference.md, section 2), not from
+Written from the original AnimateDiff/AnimateLCM design (docs/reference.md, section 2), not from
 diffusers: the input GroupNorm normalises each frame on its own, where diffusers' `AnimateDiffTransformer3D`
 normalises over all frames at once. Module and parameter names mirror the checkpoint keys, so a released state dict
 loads with `load_state_dict` as is.

@@ -1,7 +1,7 @@
 """The AnimateLCM-SVD-xt UNet: diffusers key names -> ComfyUI's SGM VideoUNet names, and what is not such a file.
 
 The released file is the SVD-xt UNet alone, fine-tuned, saved by diffusers' `UNetSpatioTemporalConditionModel`
-(shared/docs/animatelcm-reference.md, section 5). ComfyUI runs SVD-xt as an `openaimodel.UNetModel` with
+(docs/reference.md, section 5). ComfyUI runs SVD-xt as an `openaimodel.UNetModel` with
 `use_temporal_resblock` / `use_temporal_attention` (`VideoResBlock`, `SpatialVideoTransformer`), whose keys follow
 the original SGM code. The spatial part of the two layouts is the SD UNet's, which ComfyUI already maps
 (`comfy.utils.unet_to_diffusers(unet_config)`: diffusers name -> LDM name); `svd_key_map` takes that map as an

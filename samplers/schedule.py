@@ -1,4 +1,4 @@
-"""The AnimateLCM timestep schedule (shared/docs/animatelcm-reference.md, section 3).
+"""The AnimateLCM timestep schedule (docs/reference.md, section 3).
 
 LCM distils the model on a coarse grid of `original_steps` timesteps, t = (1000 / original_steps) * k - 1; inference
 takes `steps` evenly spaced entries of that grid, from the noisiest. AnimateLCM-T2V was distilled with 100 grid

@@ -1,4 +1,4 @@
-"""The AnimateLCM-SVD-xt noise levels (shared/docs/animatelcm-reference.md, section 5).
+"""The AnimateLCM-SVD-xt noise levels (docs/reference.md, section 5).
 
 AnimateLCM-SVD-xt was consistency-distilled on a fixed grid of 40 Karras noise levels (rho 7) from sigma_max = 700
 down to sigma_min, grid point k at ramp k / 39. Inference with N steps visits every (40 // N)-th grid point from the

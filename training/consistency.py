@@ -1,4 +1,4 @@
-"""Consistency-distillation math (LCM / AnimateLCM, shared/docs/animatelcm-reference.md sections 3 and 6).
+"""Consistency-distillation math (LCM / AnimateLCM, docs/reference.md sections 3 and 6).
 
 Plain functions on tensors, in the DDPM x_t space of an epsilon-prediction model, for the trainer to compose:
 the student's consistency function f(x_t, t) = c_out(t) x0(x_t, eps) + c_skip(t) x_t (exact at the boundary:

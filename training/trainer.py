@@ -1,6 +1,6 @@
 """One training run of one stage (training/config.py), on one process or many (PyTorch DDP under `torchrun`).
 
-Stages (shared/docs/animatelcm-reference.md, section 6):
+Stages (docs/reference.md, section 6):
 - `teacher_image`, `teacher_motion`: ordinary noise-prediction training of the small proof model's image UNet and of
   a motion module on it (the video teacher; SD1.5 users have theirs already);
 - `image` (stage 1): consistency distillation of the image teacher into a spatial LoRA; target = EMA of the LoRA;

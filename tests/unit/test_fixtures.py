@@ -1,4 +1,4 @@
-"""The generated model files really have the released layouts (counts from animatelcm-reference.md)."""
+"""The generated model files really have the released layouts (counts from docs/reference.md)."""
 
 import math
 

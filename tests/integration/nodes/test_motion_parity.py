@@ -8,7 +8,7 @@ raw UNet output (the noise prediction eps).
 Reference side, sharing nothing with nodes/injection.py or motion_models/: the original UNet (with the pack's
 layers ejected) is walked block by block, calling each ResBlock, SpatialTransformer, Downsample, Upsample and conv
 itself, and the float64 reference temporal transformer of tests/fixtures/reference_motion.py, fed the weights read
-from the file with safetensors, runs where animatelcm-reference.md section 2 puts it. Each chunk (cond, uncond) runs
+from the file with safetensors, runs where docs/reference.md section 2 puts it. Each chunk (cond, uncond) runs
 as its own F-frame clip. The two are compared at the level of the raw UNet output for the same scaled input
 x / sqrt(sigma^2 + 1) and the same timestep.
 """

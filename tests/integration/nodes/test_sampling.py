@@ -1,6 +1,6 @@
 """AnimateLCM sampling in ComfyUI against the reference: schedule, a full 4-step run, UNet passes, noise convention.
 
-The reference loop is written from animatelcm-reference.md section 3 in the official pipeline's units (x_t, VP
+The reference loop is written from docs/reference.md section 3 in the official pipeline's units (x_t, VP
 latents = ComfyUI LATENT x 0.18215), in float64 around the same UNet + motion-model forward; it shares no code with
 ComfyUI's samplers or the pack's sampler.
 """

@@ -27,7 +27,7 @@ from animatelcm.tests.fixtures.comfy import tiny_sd15_model
 
 TOLERANCE = 1e-4  # max abs difference of the raw UNet output, float32
 FRAMES, HEIGHT, WIDTH = 4, 8, 8  # three downsamplings: 1x1 at the deepest level
-SIGMA = 13.6784  # a point of the AnimateLCM-SVD grid (animatelcm-reference.md, section 5)
+SIGMA = 13.6784  # a point of the AnimateLCM-SVD grid (docs/reference.md, section 5)
 FPS, MOTION_BUCKET, AUGMENTATION = 7, 127, 0.02
 NAME = fx.SVD_XT_NAME
 TEMPORAL = ("time_stack", "time_mixer", "time_pos_embed")

@@ -2,7 +2,7 @@
 (SVD_img2vid_Conditioning -> VideoLinearCFGGuidance -> SamplerCustom with ALCM_SVDScheduler and the pack's
 ALCM_Sampler, as the shipped workflow, or core's KSamplerSelect "lcm").
 
-The reference loop is written from animatelcm-reference.md section 5 (EDM v-prediction: c_skip = 1/(s^2+1),
+The reference loop is written from docs/reference.md section 5 (EDM v-prediction: c_skip = 1/(s^2+1),
 c_out = -s/sqrt(s^2+1), c_in = 1/sqrt(s^2+1), c_noise = 0.25 ln s; LCM: denoise, then re-noise with fresh noise),
 in float64 around the bare diffusion-model forward, in the model's working units (ComfyUI LATENT x 0.18215). It
 computes its own fps/motion/augmentation embedding and per-frame guidance and shares no code with ComfyUI's model
@@ -26,7 +26,7 @@ from animatelcm.tests.fixtures.svd_comfy import StandInClipVision, StandInVAE, t
 
 FRAMES, SIZE, SEED, SCALE_FACTOR, TOLERANCE = 14, 64, 42, 0.18215, 1e-4
 FPS, MOTION_BUCKET, AUGMENTATION = 7, 127, 0.02
-TABLE = {  # animatelcm-reference.md section 5, as printed (each entry checked to its printed decimals)
+TABLE = {  # docs/reference.md section 5, as printed (each entry checked to its printed decimals)
     1: ["700", "0"],
     2: ["700", "13.6784", "0"],
     4: ["700", "128.5637", "13.6784", "0.4969", "0"],

@@ -1,4 +1,4 @@
-"""The AnimateLCM-I2V image encoder against an independent reference written from animatelcm-reference.md
+"""The AnimateLCM-I2V image encoder against an independent reference written from docs/reference.md
 section 4, and its place in the motion model: loaded and checked with the rest of an I2V file.
 
 The reference (tests/fixtures/reference_i2v.py) runs each frame on its own in float64 on the raw state dict, with
@@ -113,7 +113,7 @@ def test_full_width_model_has_the_released_layout():
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes == mm.motion_module_layout("animatelcm_i2v", mm.FULL_WIDTH)
     assert {k.split(".")[2] for k in shapes if ".in_conv." in k} == {"2", "4"}
-    # the adapter's parameter count (animatelcm-reference.md section 4); the temporal modules are unchanged
+    # the adapter's parameter count (docs/reference.md section 4); the temporal modules are unchanged
     assert round(sum(p.numel() for p in model.image_encoder.parameters()) / 1e6, 1) == 76.8
     assert len(model.in_unet_order()) == 21
     assert MotionModel(mm.TINY_WIDTH, device="meta").image_encoder is None

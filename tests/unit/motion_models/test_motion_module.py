@@ -1,4 +1,4 @@
-"""The motion module against an independent reference written from animatelcm-reference.md section 2.
+"""The motion module against an independent reference written from docs/reference.md section 2.
 
 The reference (tests/fixtures/reference_motion.py) uses explicit operations only (per-frame group statistics by
 reshape, softmax(QK^T / sqrt(d)) V, the sinusoidal formula as the doc writes it) and runs in float64 on the raw
@@ -191,5 +191,5 @@ def test_full_width_model_has_the_released_layout(kind):
     model = MotionModel(mm.FULL_WIDTH, mid_block=mid_block, pe_length=pe_length, device="meta")
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes == mm.motion_module_layout(kind, mm.FULL_WIDTH)
-    if kind == "animatelcm_t2v":  # the released file's parameter count (animatelcm-reference.md section 1)
+    if kind == "animatelcm_t2v":  # the released file's parameter count (docs/reference.md section 1)
         assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == 453.2

@@ -1,4 +1,4 @@
-"""The LCM timestep schedule against the reference table (animatelcm-reference.md, section 3)."""
+"""The LCM timestep schedule against the reference table (docs/reference.md, section 3)."""
 
 import pytest
 

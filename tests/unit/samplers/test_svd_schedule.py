@@ -1,4 +1,4 @@
-"""The AnimateLCM-SVD sigmas against the reference table (animatelcm-reference.md, section 5)."""
+"""The AnimateLCM-SVD sigmas against the reference table (docs/reference.md, section 5)."""
 
 import pytest
 
