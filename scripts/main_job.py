@@ -2,8 +2,8 @@
 
 Starts ComfyUI headless with the pack on a free loopback port, queues the shipped text-to-video workflow
 (workflows/api/animatelcm_text_to_video.json) and copies the video it writes. It uses the real AnimateLCM files when
-they are in the ComfyUI models folder (see README), and otherwise generated fixture models with random weights,
-whose video is noise: that run proves the pipeline, not the pictures.
+they are in the ComfyUI models folder (see README, "Where the model files go"), and otherwise generated fixture
+models with random weights, whose video is noise: that run proves the pipeline, not the pictures.
 
 Run it with `make run` (which builds the environment first), or
 `.dev/comfyui-0.33.0/venv/bin/python scripts/main_job.py --help`.

@@ -16,7 +16,7 @@ match its teacher at 50, where the teacher's own few-step samplers fail?
     .dev/comfyui-0.33.0/venv/bin/python scripts/prove_distillation.py --scale 0.05   # a quick run through every part
     .dev/comfyui-0.33.0/venv/bin/python scripts/prove_distillation.py --start centre --work .dev/artifacts/proof-centre
                                    # paths from the centre (training/shapes.py), v-weighted motion teacher: the
-                                   # recorded table (README), about 3.8 hours on 2 cores
+                                   # recorded table (docs/proof.md), about 3.8 hours on 2 cores
 
 Each stage resumes from its run folder (--work), so an interrupted proof continues where it stopped. On centre data
 the video teacher must follow the direction word before anything is distilled from it (--min-teacher-direction).
@@ -40,7 +40,7 @@ from train import ROOT, import_pack_and_comfyui  # noqa: E402
 # the stages both plans share: the image teacher and stage 1 see still frames, the same in either plan
 TEACHER_IMAGE = ("teacher_image", "teacher_image", 2500, 64, 1e-3, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"})
 STAGE1_IMAGE = ("stage1_image", "image", 300, 32, 5e-4, {})
-PLAN = [  # --start anywhere: the third run's (README, the proof)
+PLAN = [  # --start anywhere: the third run's (docs/proof.md)
     TEACHER_IMAGE,
     ("teacher_motion", "teacher_motion", 700, 8, 5e-4, {"min_snr_gamma": 5.0, "lr_schedule": "cosine"}),
     STAGE1_IMAGE,
@@ -48,10 +48,10 @@ PLAN = [  # --start anywhere: the third run's (README, the proof)
     ("stage2_motion_merged", "motion", 400, 4, 5e-4, {"init": "merged"}),
     ("direct", "direct", 700, 4, 5e-4, {}),  # the steps of stages 1 + 2
 ]
-# --start centre, where the direction word has a value (README, the proof): a v-weighted motion teacher learns to follow
+# --start centre, where the direction word has a value (docs/proof.md): a v-weighted motion teacher learns to follow
 # it, and a stage-2 motion module started from the teacher's keeps that motion in 400 steps where the paper's
 # zero-initialised one (kept as a row) loses it. From scratch the teacher learns direction slowly: 1400 steps read 36.1
-# on direction, three warm restarts of 600 (trained on, fresh cosine schedule) 43.1, 54.2, 66.7 (README).
+# on direction, three warm restarts of 600 (trained on, fresh cosine schedule) 43.1, 54.2, 66.7 (docs/proof.md).
 V_TEACHER = {"v_weighting": True, "lr_schedule": "cosine"}
 CENTRE_PLAN = [
     TEACHER_IMAGE,
@@ -66,7 +66,7 @@ CENTRE_PLAN = [
 ]
 PLANS = {"anywhere": PLAN, "centre": CENTRE_PLAN}
 # the direction accuracy (DDIM-4, chance 25) the video teacher must reach before distillation; anywhere data gives the
-# direction word no value, so its teacher cannot learn it (README, the proof)
+# direction word no value, so its teacher cannot learn it (docs/proof.md)
 MIN_TEACHER_DIRECTION = {"anywhere": 0.0, "centre": 50.0}
 # the students' runs: their row's label and the run whose LoRA they use
 STUDENTS = {"stage2_motion": ("decoupled (paper init)", "stage1_image"),
@@ -187,7 +187,8 @@ def evaluate(work: Path, frames: int, size: int, paths_from: str, per_prompt: in
     from animatelcm.training.shapes import MovingShapes, all_labels
 
     dataset = MovingShapes(frames=frames, size=size, start=paths_from)
-    # Several classifiers (their seeds), averaged: one classifier's training moves a row by up to 2 points (README).
+    # Several classifiers (their seeds), averaged: one classifier's training moves a row by up to 2 points
+    # (docs/proof.md).
     readers = [train_classifier(dataset, steps=classifier_steps, seed=seed, period=PATCH)  # reads through the casts
                for seed in range(classifiers)]
     captions, labels, noise = prompts(frames, size, per_prompt)

@@ -70,8 +70,8 @@ def noise_loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, min_snr_ga
     """Per-sample weights of a teacher's noise-prediction MSE at timesteps `t`. Plain MSE weighs the high-noise steps,
     where the layout and the motion are decided, least: there an error in x0 reaches the noise only scaled by
     abar / (1 - abar). `v`: v-prediction's loss, MSE / abar, scaled to mean 1 over the schedule (with it the proof's
-    centre-data teacher follows the direction word: README). `min_snr_gamma`: min(SNR, gamma) / SNR, less weight on
-    the easy low-noise steps (Hang et al. 2023)."""
+    centre-data teacher follows the direction word: docs/proof.md). `min_snr_gamma`: min(SNR, gamma) / SNR, less
+    weight on the easy low-noise steps (Hang et al. 2023)."""
     abar = alphas_cumprod.double()
     if v and min_snr_gamma:
         raise ValueError("choose one loss weighting: v or min-SNR")

@@ -27,7 +27,7 @@ TRAVEL = (0.25, 1 / 3)  # range of the distance covered over a clip, in frame si
 # Where a path starts on its axis of motion: anywhere it fits, or near the frame's centre (within half a radius).
 # With "anywhere" a denoiser gains nothing measurable from the direction word: it reads the motion off the noisy
 # frames themselves. From "centre" a still frame's place shows the direction, as a photo's motion cues do: the word
-# is worth a little to a min-SNR teacher, and a v-weighted one (train.v_weighting) follows it (README, the proof).
+# is worth a little to a min-SNR teacher, and a v-weighted one (train.v_weighting) follows it (docs/proof.md).
 STARTS = ("anywhere", "centre")
 
 
