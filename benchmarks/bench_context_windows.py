@@ -53,9 +53,9 @@ def main() -> None:
     import comfy.model_management as mm
     import comfy.sd
     import comfy.utils
-    from animatelcm.nodes.context import apply_context_windows
-    from animatelcm.nodes.injection import attach_motion_model, load_motion_model_file
-    from animatelcm.nodes.sampling import KSampler
+    from animatelcm.patching.context_handler import apply_context_windows
+    from animatelcm.patching.lcm_sampling import sample_video
+    from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
     from animatelcm.tests.fixtures.motion_modules import motion_module_file
     from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
 
@@ -71,7 +71,7 @@ def main() -> None:
 
     def run(frames, steps=opts.steps):
         latent = torch.zeros(frames, 4, height // 8, width // 8)
-        KSampler.execute(windowed, positive, negative, {"samples": latent}, bench.SEED, steps, 1.0, 1.0)
+        sample_video(windowed, positive, negative, {"samples": latent}, bench.SEED, steps, 1.0, 1.0)
 
     print("=" * 112)
     print("AnimateLCM context windows benchmark")

@@ -138,8 +138,8 @@ def main() -> None:
     import comfy.sample
     import comfy.sd
     import comfy.utils
-    from animatelcm.nodes.injection import attach_motion_model, load_motion_model_file
-    from animatelcm.nodes.sampling import KSampler, animatelcm_sigmas
+    from animatelcm.patching.lcm_sampling import animatelcm_sigmas, sample_video
+    from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
     from animatelcm.tests.fixtures.motion_modules import motion_module_file
     from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
 
@@ -154,7 +154,7 @@ def main() -> None:
     device, frames = pack.load_device, opts.frames
 
     def run_pack(steps=opts.steps):
-        KSampler.execute(pack, positive, negative, {"samples": latent}, SEED, steps, 1.0, 1.0)
+        sample_video(pack, positive, negative, {"samples": latent}, SEED, steps, 1.0, 1.0)
 
     def run_classic(steps=CLASSIC["steps"]):
         noise = comfy.sample.prepare_noise(latent, SEED)

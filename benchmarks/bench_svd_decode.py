@@ -65,7 +65,7 @@ def child(opts, cpu: bool) -> None:
     bench.import_pack_and_comfyui(cpu)
     import comfy.utils
     import nodes  # ComfyUI's core nodes (the pack is imported as `animatelcm`, so this name is ComfyUI's)
-    from animatelcm.nodes.video import decoded_frames, to_uint8
+    from animatelcm.patching.video_files import decoded_frames, to_uint8
     from animatelcm.tests.fixtures.svd_comfy import svd_vae
 
     comfy.utils.PROGRESS_BAR_ENABLED = False

@@ -38,7 +38,7 @@ def core_handler(schedule: str, stride: int):
 
 
 def pack_handler(schedule: str, stride: int):
-    from animatelcm.nodes.context import VideoContextHandler
+    from animatelcm.patching.context_handler import VideoContextHandler
 
     return VideoContextHandler(LENGTH, OVERLAP, stride, schedule, "pyramid")
 

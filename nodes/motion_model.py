@@ -3,7 +3,7 @@
 import folder_paths
 from comfy_api.latest import io
 
-from .injection import BETA_SCHEDULES, attach_motion_model, load_motion_model_file
+from ..patching.motion_injection import BETA_SCHEDULES, attach_motion_model, load_motion_model_file
 from .types import MOTION_MODELS, MotionModel
 
 

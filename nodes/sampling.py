@@ -1,33 +1,8 @@
 """AnimateLCM sampling nodes: the faithful schedule as SIGMAS, the LCM update as SAMPLER, and both in one KSampler."""
 
-import torch
-
-import comfy.model_patcher
-import comfy.sample
-import comfy.samplers
-import comfy.utils
-import latent_preview
 from comfy_api.latest import io
 
-from ..samplers.lcm import sample_animatelcm
-from ..samplers.schedule import I2V_ORIGINAL_STEPS, T2V_ORIGINAL_STEPS, lcm_timesteps
-from .injection import applied_motion_model
-
-
-def animatelcm_sigmas(model: comfy.model_patcher.ModelPatcher, steps: int, original_steps: int = 0,
-                      denoise: float = 1.0) -> torch.Tensor:
-    """Noise levels of the LCM timesteps on the model's own schedule (the motion model's, once applied)."""
-    if original_steps == 0:
-        motion = applied_motion_model(model)
-        original_steps = I2V_ORIGINAL_STEPS if motion and motion.loaded.format.has_image_encoder else T2V_ORIGINAL_STEPS
-    timesteps = torch.tensor(lcm_timesteps(steps, original_steps, denoise))
-    # The discrete schedule's own table (as core's schedulers read it), so the model sees exactly these timesteps.
-    sigmas = model.get_model_object("model_sampling").sigmas[timesteps].float().cpu()
-    return torch.cat([sigmas, sigmas.new_zeros(1)])
-
-
-def animatelcm_sampler() -> comfy.samplers.KSAMPLER:
-    return comfy.samplers.KSAMPLER(sample_animatelcm)
+from ..patching.lcm_sampling import animatelcm_sampler, animatelcm_sigmas, sample_video
 
 
 class Scheduler(io.ComfyNode):
@@ -98,10 +73,4 @@ class KSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model: io.Model.Type, positive, negative, latent_image, seed: int, steps: int, cfg: float,
                 denoise: float) -> io.NodeOutput:
-        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
-        noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
-        samples = comfy.sample.sample_custom(
-            model, noise, cfg, animatelcm_sampler(), animatelcm_sigmas(model, steps, 0, denoise), positive, negative,
-            latent, noise_mask=latent_image.get("noise_mask"), callback=latent_preview.prepare_callback(model, steps),
-            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
-        return io.NodeOutput({**latent_image, "samples": samples})
+        return io.NodeOutput(sample_video(model, positive, negative, latent_image, seed, steps, cfg, denoise))

@@ -88,7 +88,7 @@ def _tiny(base: str | None, device: torch.device, image_size: int, patch: int) -
 def _sd15(path: str, device: torch.device) -> Backbone:
     import comfy.supported_models
 
-    from ..nodes.compat import load_checkpoint_static
+    from ..patching.compat import load_checkpoint_static
 
     model, clip, vae = load_checkpoint_static(path)
     if not isinstance(model.model.model_config, comfy.supported_models.SD15):

@@ -18,8 +18,8 @@ import comfy.ops
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, UNetModel
 
 from ..motion_models.motion_module import MotionModel
-from ..nodes.injection import (MOTION_LAYER_PATCHES, MotionModuleLayer, insert_motion_layers,
-                               remove_motion_layers)
+from ..patching.motion_injection import (MOTION_LAYER_PATCHES, MotionModuleLayer, insert_motion_layers,
+                                         remove_motion_layers)
 
 # A reduced-width SD1.5 UNet in pixel space for the small-scale proof: four levels of two ResBlocks, cross-attention
 # on the two middle levels, a mid block; 64 channels at every level, 8 heads, as ComfyUI builds every SD1.5 UNet.

@@ -14,7 +14,7 @@ import torch
 import comfy.k_diffusion.sampling
 import comfy.samplers
 
-from ..nodes.injection import TRAINING_BETAS, discrete_model_sampling
+from ..patching.motion_injection import TRAINING_BETAS, discrete_model_sampling
 from ..samplers.lcm import sample_animatelcm
 from ..samplers.schedule import T2V_ORIGINAL_STEPS, lcm_timesteps
 from .consistency import guided_eps

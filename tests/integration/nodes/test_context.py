@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from animatelcm.nodes.context import ContextOptions, VideoContextHandler
-from animatelcm.nodes.injection import attach_motion_model, load_motion_model_file
+from animatelcm.nodes.context import ContextOptions
+from animatelcm.patching.context_handler import VideoContextHandler
+from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler
 from animatelcm.tests.fixtures import motion_modules as mm
 from animatelcm.tests.fixtures.comfy import tiny_sd15_model

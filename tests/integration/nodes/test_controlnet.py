@@ -14,10 +14,11 @@ import comfy.sampler_helpers
 import comfy.samplers
 import nodes as comfy_nodes  # ComfyUI's core nodes
 
-from animatelcm.nodes.compat import context_window
+from animatelcm.patching.compat import context_window
 from animatelcm.nodes.context import ContextOptions
-from animatelcm.nodes.controlnet import ApplyVideoControlNet, VideoControl, hint_frames
-from animatelcm.nodes.injection import attach_motion_model, load_motion_model_file
+from animatelcm.nodes.controlnet import ApplyVideoControlNet
+from animatelcm.patching.video_control import VideoControl, hint_frames
+from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler
 from animatelcm.samplers.context_windows import SCHEDULES
 from animatelcm.tests.fixtures import motion_modules as mm
@@ -192,7 +193,7 @@ def test_a_window_without_its_clip_length_is_refused(control_net):
 
 
 def test_core_controlnet_with_many_hints_under_windows_is_warned_about(control_net, caplog):
-    from animatelcm.nodes.context import VideoContextHandler
+    from animatelcm.patching.context_handler import VideoContextHandler
 
     core = control_net.copy().set_cond_hint(torch.zeros(20, 3, 8, 8))
     ours = VideoControl(control_net, torch.zeros(20, 3, 8, 8), 1.0, (0.0, 1.0))

@@ -5,8 +5,9 @@ import torch
 
 from comfy.patcher_extension import WrappersMP
 
-from animatelcm.nodes.image_to_video import KEY, ImageToVideo, encode_image
-from animatelcm.nodes.injection import attach_motion_model, load_motion_model_file
+from animatelcm.nodes.image_to_video import ImageToVideo
+from animatelcm.patching.i2v_features import KEY, encode_image
+from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler, Scheduler
 from animatelcm.tests.fixtures import motion_modules as mm
 from animatelcm.tests.fixtures.comfy import tiny_sd15_model

@@ -18,7 +18,7 @@ import comfy.model_management
 import comfy.sample
 
 from animatelcm.motion_models.motion_module import MotionModel
-from animatelcm.nodes.injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
+from animatelcm.patching.motion_injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
 from animatelcm.tests.fixtures import motion_modules as mm
 from animatelcm.tests.fixtures.comfy import tiny_sd15_model
 

@@ -5,7 +5,7 @@ with cfg 2, so core's `calc_cond_batch` stacks the cond and uncond chunks (F fra
 DIFFUSION_MODEL wrapper records that call: the scaled input, the timestep, the context, `cond_or_uncond` and the
 raw UNet output (the noise prediction eps).
 
-Reference side, sharing nothing with nodes/injection.py or motion_models/: the original UNet (with the pack's
+Reference side, sharing nothing with patching/motion_injection.py or motion_models/: the original UNet (with the pack's
 layers ejected) is walked block by block, calling each ResBlock, SpatialTransformer, Downsample, Upsample and conv
 itself, and the float64 reference temporal transformer of tests/fixtures/reference_motion.py, fed the weights read
 from the file with safetensors, runs where docs/reference.md section 2 puts it. Each chunk (cond, uncond) runs
@@ -25,8 +25,8 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, ResBlock,
 from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 from comfy.patcher_extension import WrappersMP
 
-from animatelcm.nodes.image_to_video import attach_image
-from animatelcm.nodes.injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
+from animatelcm.patching.i2v_features import attach_image
+from animatelcm.patching.motion_injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
 from animatelcm.tests.fixtures import motion_modules as mm
 from animatelcm.tests.fixtures.comfy import tiny_sd15_model
 from animatelcm.tests.fixtures.reference_i2v import reference_image_encoder

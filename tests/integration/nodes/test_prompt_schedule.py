@@ -4,7 +4,7 @@ a frame count that does not match the latent refused before sampling."""
 import pytest
 import torch
 
-from animatelcm.nodes.injection import attach_motion_model, load_motion_model_file
+from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.prompt_schedule import PromptSchedule
 from animatelcm.nodes.sampling import KSampler
 from animatelcm.tests.fixtures import motion_modules as mm

@@ -15,8 +15,9 @@ import comfy.sample
 import comfy.samplers
 from comfy.patcher_extension import WrappersMP
 
-from animatelcm.nodes.injection import attach_motion_model, load_motion_model_file
-from animatelcm.nodes.sampling import KSampler, Scheduler, animatelcm_sampler
+from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
+from animatelcm.nodes.sampling import KSampler, Scheduler
+from animatelcm.patching.lcm_sampling import animatelcm_sampler
 from animatelcm.tests.fixtures import motion_modules as mm
 from animatelcm.tests.fixtures.comfy import core_renoise_seed, tiny_sd15_model
 

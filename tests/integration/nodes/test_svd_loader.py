@@ -21,7 +21,8 @@ import folder_paths
 from comfy.patcher_extension import WrappersMP
 
 from animatelcm.motion_models.svd_unet import SVDUNetFormatError, convert_svd_unet, svd_key_map
-from animatelcm.nodes.svd import LoadSVDUNet, _patch_value
+from animatelcm.nodes.svd import LoadSVDUNet
+from animatelcm.patching.svd_weights import _patch_value
 from animatelcm.tests.fixtures import motion_modules as mm, svd_unet as fx
 from animatelcm.tests.fixtures.comfy import tiny_sd15_model
 

@@ -12,7 +12,7 @@ import comfy.lora
 import comfy.supported_models
 
 from animatelcm.motion_models.checkpoint import read_state_dict
-from animatelcm.nodes.injection import load_motion_model_file
+from animatelcm.patching.motion_injection import load_motion_model_file
 from animatelcm.tests.fixtures.comfy import model_patcher
 from animatelcm.training.consistency import noise_loss_weights
 from animatelcm.training.models import TINY_UNET, new_unet

@@ -1,4 +1,4 @@
-"""nodes/compat.py on the running ComfyUI: each difference between 0.3.75 and 0.33.0 resolved by what core offers."""
+"""patching/compat.py on the running ComfyUI: each difference between 0.3.75 and 0.33.0 resolved by what core offers."""
 
 import inspect
 
@@ -9,8 +9,8 @@ import comfy.model_management
 import comfy.model_patcher
 import comfy.sd
 
-from animatelcm.nodes import compat
-from animatelcm.nodes.injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
+from animatelcm.patching import compat
+from animatelcm.patching.motion_injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler
 from animatelcm.tests.fixtures import motion_modules as mm
 from animatelcm.tests.fixtures.comfy import tiny_sd15_model

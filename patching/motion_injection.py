@@ -57,7 +57,8 @@ class MotionModelPatcher:
 
 
 def load_motion_model_file(path: str, name: str) -> MotionModelPatcher:
-    """Read a motion-module file safely (weights only), detect its format and wrap it for ComfyUI's memory management."""
+    """Read a motion-module file safely (weights only), detect its format and wrap it for ComfyUI's memory
+    management."""
     try:
         state_dict = comfy.utils.load_torch_file(path, safe_load=True)
     except Exception as error:  # damaged bytes fail in many ways (EOFError, SafetensorError, UnpicklingError)

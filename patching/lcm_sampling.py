@@ -1,0 +1,43 @@
+"""AnimateLCM sampling on a MODEL: the faithful schedule as core's SIGMAS, the LCM update (samplers/lcm.py) as its
+SAMPLER."""
+
+import torch
+
+import comfy.model_patcher
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from ..samplers.lcm import sample_animatelcm
+from ..samplers.schedule import I2V_ORIGINAL_STEPS, T2V_ORIGINAL_STEPS, lcm_timesteps
+from .motion_injection import applied_motion_model
+
+
+def animatelcm_sigmas(model: comfy.model_patcher.ModelPatcher, steps: int, original_steps: int = 0,
+                      denoise: float = 1.0) -> torch.Tensor:
+    """Noise levels of the LCM timesteps on the model's own schedule (the motion model's, once applied)."""
+    if original_steps == 0:
+        motion = applied_motion_model(model)
+        original_steps = I2V_ORIGINAL_STEPS if motion and motion.loaded.format.has_image_encoder else T2V_ORIGINAL_STEPS
+    timesteps = torch.tensor(lcm_timesteps(steps, original_steps, denoise))
+    # The discrete schedule's own table (as core's schedulers read it), so the model sees exactly these timesteps.
+    sigmas = model.get_model_object("model_sampling").sigmas[timesteps].float().cpu()
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def animatelcm_sampler() -> comfy.samplers.KSAMPLER:
+    return comfy.samplers.KSAMPLER(sample_animatelcm)
+
+
+def sample_video(model, positive, negative, latent_image: dict, seed: int, steps: int, cfg: float,
+                 denoise: float) -> dict:
+    """ALCM_KSampler's run: core's noise for the seed, the AnimateLCM schedule and update, previews and a progress
+    bar; the LATENT back with its other entries kept."""
+    latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
+    noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
+    samples = comfy.sample.sample_custom(
+        model, noise, cfg, animatelcm_sampler(), animatelcm_sigmas(model, steps, 0, denoise), positive, negative,
+        latent, noise_mask=latent_image.get("noise_mask"), callback=latent_preview.prepare_callback(model, steps),
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+    return {**latent_image, "samples": samples}
