@@ -3,7 +3,7 @@
 from comfy_api.latest import io
 
 from ..patching.prompt_travel import encode_schedule
-from ..samplers.prompt_schedule import INTERPOLATIONS
+from ..samplers.prompt_schedule import INTERPOLATIONS, parse_prompt_schedule
 
 
 class PromptSchedule(io.ComfyNode):

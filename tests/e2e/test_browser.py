@@ -150,11 +150,24 @@ def test_missing_nodes_dialog_is_detected(page):
     workflow["nodes"][0]["type"] = "ALCM_NoSuchNode"
     _load_graph(page, workflow)
     assert page.js("return window.__alcm.missingTypes()") == ["ALCM_NoSuchNode"]
-    shown = page.wait(_visible(MISSING_NODES_SHOWN), 30, "nothing tells the user about an unknown node type")
-    if shown.get_attribute("role") == "dialog":  # 1.48's overlay counts errors; its panel names them
-        assert "missing nodes" in shown.text.lower() and "ALCM_NoSuchNode" in shown.text, shown.text
-    shown.find_element("css selector", CLOSE_MISSING_NODES).click()
-    page.wait(lambda d: not _displayed(d, MISSING_NODES_SHOWN), 30, "the missing-nodes notice did not close")
+    texts = page.wait(lambda d: _texts(d, MISSING_NODES_SHOWN), 30, "nothing tells the user about an unknown node type")
+    if texts[0][0] == "dialog":  # 1.48's overlay counts errors; its panel names them
+        assert "missing nodes" in texts[0][1].lower() and "ALCM_NoSuchNode" in texts[0][1], texts
+
+    def closed(driver) -> bool:
+        """Clicks the notice's close button until it is gone (the frontend may re-render it under the click)."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+        notice = _displayed(driver, MISSING_NODES_SHOWN)
+        if notice is None:
+            return True
+        try:
+            notice.find_element("css selector", CLOSE_MISSING_NODES).click()
+        except (NoSuchElementException, StaleElementReferenceException):
+            pass
+        return False
+
+    page.wait(closed, 30, "the missing-nodes notice did not close")
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
@@ -269,7 +282,23 @@ def _load_graph(page, workflow: dict) -> None:
 
 
 def _displayed(driver, css: str):
-    return next((e for e in driver.find_elements("css selector", css) if e.is_displayed()), None)
+    """The first element matching `css` that is shown; one the frontend removes while we look counts as not shown."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for element in driver.find_elements("css selector", css):
+        try:
+            if element.is_displayed():
+                return element
+        except StaleElementReferenceException:
+            continue
+    return None
+
+
+def _texts(driver, css: str) -> list[tuple[str, str]]:
+    """(role, text) of each shown element matching `css`, read in one script so a re-render cannot come between."""
+    return driver.execute_script("""
+        return [...document.querySelectorAll(arguments[0])].filter(e => e.getClientRects().length > 0)
+            .map(e => [e.getAttribute('role') || '', e.innerText]);""", css)
 
 
 def _visible(css: str):
