@@ -56,8 +56,8 @@ def main() -> None:
     from animatelcm.patching.context_handler import apply_context_windows
     from animatelcm.patching.lcm_sampling import sample_video
     from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
-    from animatelcm.tests.fixtures.motion_modules import motion_module_file
-    from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
+    from animatelcm.devkit.motion_modules import motion_module_file
+    from animatelcm.devkit.sd15_checkpoint import checkpoint_file
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
     model, clip = comfy.sd.load_checkpoint_guess_config(str(checkpoint_file()), output_vae=False)[:2]

@@ -16,9 +16,9 @@ CUDA when present (16 frames at 512x512, the UNet dtype ComfyUI picks there), th
 import argparse
 import ctypes
 import gc
-import importlib.util
 import os
 import platform
+import runpy
 import statistics
 import sys
 import threading
@@ -35,21 +35,10 @@ CLASSIC = {"steps": 25, "cfg": 7.5, "sampler_name": "ddim", "scheduler": "ddim_u
 
 
 def import_pack_and_comfyui(cpu: bool) -> None:
-    """The pack under the name `animatelcm`, as tests/conftest.py imports it, then ComfyUI on the chosen device.
-
-    Not tests.fixtures.comfy.import_comfyui(): that one always forces the CPU.
-    """
-    spec = importlib.util.spec_from_file_location("animatelcm", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    sys.modules["animatelcm"] = module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    from animatelcm.tests.fixtures.comfy import comfyui_path
-
-    sys.path.insert(0, str(comfyui_path()))
-    from comfy.cli_args import args
-
-    args.cpu = cpu
-    import comfy.model_management  # noqa: F401  (reads args.cpu once, at import)
+    """The pack under the name `animatelcm`, then ComfyUI on the chosen device (devkit/bootstrap.py)."""
+    bootstrap = runpy.run_path(str(ROOT / "devkit" / "bootstrap.py"))
+    bootstrap["import_pack"]()
+    bootstrap["import_comfyui"](cpu)
 
 
 def machine(load: float) -> str:
@@ -140,8 +129,8 @@ def main() -> None:
     import comfy.utils
     from animatelcm.patching.lcm_sampling import animatelcm_sigmas, sample_video
     from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
-    from animatelcm.tests.fixtures.motion_modules import motion_module_file
-    from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
+    from animatelcm.devkit.motion_modules import motion_module_file
+    from animatelcm.devkit.sd15_checkpoint import checkpoint_file
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
     model, clip = comfy.sd.load_checkpoint_guess_config(str(checkpoint_file()), output_vae=False)[:2]

@@ -66,7 +66,7 @@ def child(opts, cpu: bool) -> None:
     import comfy.utils
     import nodes  # ComfyUI's core nodes (the pack is imported as `animatelcm`, so this name is ComfyUI's)
     from animatelcm.patching.video_files import decoded_frames, to_uint8
-    from animatelcm.tests.fixtures.svd_comfy import svd_vae
+    from animatelcm.devkit.svd_comfy import svd_vae
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
     vae = svd_vae(SEED, dtype=torch.float32 if cpu else torch.float16)

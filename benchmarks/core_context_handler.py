@@ -113,7 +113,7 @@ def main() -> None:
     bench.import_pack_and_comfyui(cpu=True)
     import comfyui_version
 
-    from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+    from animatelcm.devkit.comfy import tiny_sd15_model
 
     model = tiny_sd15_model().model
     print(f"ComfyUI {comfyui_version.__version__}; {LENGTH}-frame windows, overlap {OVERLAP}, pyramid fusion")

@@ -4,8 +4,8 @@ the pure layers import no ComfyUI, and that no two modules import each other in 
     python3 scripts/check_layers.py          # exit status 1, with one line per problem, when a rule is broken
 
 CI runs it (.ci/run). The layers, bottom up: motion_models/, samplers/, video/ and cli/ (pure: PyTorch, PyAV, the
-standard library); patching/ (ComfyUI integration machinery); nodes/ (node classes); training/; then benchmarks/,
-scripts/ and tests/, which nothing imports.
+standard library); patching/ (ComfyUI integration machinery); nodes/ (node classes); training/; devkit/ (what
+tests, scripts and benchmarks share); then benchmarks/, scripts/ and tests/, which nothing else imports.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ ALLOWED = {
     "patching": {"motion_models", "samplers", "video"},
     "nodes": {"patching", "motion_models", "samplers", "video"},
     "training": {"patching", "motion_models", "samplers", "video"},
-    # tests/fixtures is still the generated-weights library and server harness that benchmarks and scripts share,
-    # until it moves out of tests/ (issue 27, part 2).
-    "benchmarks": {"patching", "motion_models", "samplers", "video", "training", "tests"},
-    "scripts": {"patching", "motion_models", "samplers", "video", "training", "cli", "tests"},
-    "tests": {"nodes", "patching", "motion_models", "samplers", "video", "training", "cli", "scripts", "benchmarks"},
+    # the development kit: how to import the pack and find ComfyUI, generated weights, the server and browser harness
+    "devkit": {"nodes", "patching", "motion_models", "samplers", "video", "training", "cli"},
+    "benchmarks": {"patching", "motion_models", "samplers", "video", "training", "devkit"},
+    "scripts": {"patching", "motion_models", "samplers", "video", "training", "cli", "devkit"},
+    "tests": {"nodes", "patching", "motion_models", "samplers", "video", "training", "cli", "scripts", "benchmarks",
+              "devkit"},
     "(root)": {"nodes"},  # __init__.py: the entry point ComfyUI calls
 }
 COMFYUI = {"comfy", "comfy_api", "comfy_extras", "comfy_execution", "folder_paths", "latent_preview", "execution",

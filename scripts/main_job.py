@@ -12,8 +12,8 @@ Run it with `make run` (which builds the environment first), or
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import runpy
 import shutil
 import sys
 import tempfile
@@ -25,15 +25,6 @@ MOTION_MODEL = "AnimateLCM_sd15_t2v.ckpt"
 LORA = "AnimateLCM_sd15_t2v_lora.safetensors"
 
 
-def import_pack():
-    """The pack under the name the tests use, for its fixture generators and server harness."""
-    spec = importlib.util.spec_from_file_location("animatelcm", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["animatelcm"] = module
-    spec.loader.exec_module(module)
-
-
 def real_models(models_dir: Path, checkpoint: str) -> dict[str, dict[str, Path]] | None:
     files = {"checkpoints": {checkpoint: models_dir / "checkpoints" / checkpoint},
              "loras": {LORA: models_dir / "loras" / LORA},
@@ -43,9 +34,9 @@ def real_models(models_dir: Path, checkpoint: str) -> dict[str, dict[str, Path]]
 
 
 def fixture_models(checkpoint: str) -> dict[str, dict[str, Path]]:
-    from animatelcm.tests.fixtures.lora import lora_file
-    from animatelcm.tests.fixtures.motion_modules import motion_module_file
-    from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
+    from animatelcm.devkit.lora import lora_file
+    from animatelcm.devkit.motion_modules import motion_module_file
+    from animatelcm.devkit.sd15_checkpoint import checkpoint_file
 
     return {"checkpoints": {checkpoint: checkpoint_file()}, "loras": {LORA: lora_file()},
             "animatediff_models": {MOTION_MODEL: motion_module_file("animatelcm_t2v", fmt="ckpt")}}
@@ -57,9 +48,9 @@ def show_progress(event: dict) -> None:
 
 
 def main() -> int:
-    import_pack()
-    from animatelcm.tests.fixtures.comfy import comfyui_path
-    from animatelcm.tests.fixtures.server import ComfyServer, PromptError
+    runpy.run_path(str(ROOT / "devkit" / "bootstrap.py"))["import_pack"]()  # for the devkit's harness
+    from animatelcm.devkit.comfy import comfyui_path
+    from animatelcm.devkit.server import ComfyServer, PromptError
 
     prompt = json.loads(WORKFLOW.read_text())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

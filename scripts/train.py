@@ -5,19 +5,18 @@
         --set train.steps=200 --set output.dir=\\"runs/x\\"
     torchrun --nproc_per_node 2 scripts/train.py --config my.toml      # DDP, one process per GPU
 
-Needs ComfyUI (its SD1.5 UNet, checkpoint loader and samplers): the ComfyUI this pack is installed in
-(custom_nodes/<pack>), else COMFYUI_PATH, else the development one (`make dev`). Runs resume from
+Needs ComfyUI (its SD1.5 UNet, checkpoint loader and samplers): COMFYUI_PATH, else the ComfyUI this pack is installed
+in (custom_nodes/<pack>), else the development one (`make dev`). Runs resume from
 output.dir/state.pt; the outputs (lora.safetensors, motion_module.safetensors) load in ComfyUI unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
-import sys
+import runpy
 from pathlib import Path
 
 import torch
@@ -25,30 +24,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def find_comfyui() -> Path:
-    dev_target = f"comfyui-{os.environ.get('ALCM_COMFYUI', '0.33.0')}"  # what `make dev` builds
-    candidates = [os.environ.get("COMFYUI_PATH"), ROOT.parents[1] if ROOT.parent.name == "custom_nodes" else None,
-                  Path(os.environ.get("ALCM_DEV_DIR", ROOT / ".dev")) / dev_target / "ComfyUI"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "comfy" / "model_base.py").is_file():
-            return Path(candidate).resolve()
-    raise SystemExit("ComfyUI not found: install this pack in ComfyUI/custom_nodes, set COMFYUI_PATH, or run `make dev`")
+BOOTSTRAP = runpy.run_path(str(ROOT / "devkit" / "bootstrap.py"))  # the pack's import and ComfyUI's whereabouts
 
 
 def import_pack_and_comfyui() -> None:
     """ComfyUI on the device training uses, then the pack under the name `animatelcm`."""
-    sys.path.insert(0, str(find_comfyui()))
-    from comfy.cli_args import args
-
-    args.cpu = not torch.cuda.is_available()
     if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # ComfyUI's loaders use the current device
-    import comfy.model_management  # noqa: F401  (reads the arguments at import)
-
-    spec = importlib.util.spec_from_file_location("animatelcm", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    sys.modules["animatelcm"] = module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        BOOTSTRAP["import_comfyui"](cpu=not torch.cuda.is_available())
+    except RuntimeError as missing:
+        raise SystemExit(f"{missing}; or install this pack in ComfyUI/custom_nodes") from None
+    BOOTSTRAP["import_pack"]()
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,35 +1,18 @@
-"""Imports the pack under the fixed name `animatelcm`, whatever its folder is called, and tags tests by tier.
+"""Imports the pack under the fixed name `animatelcm` (devkit/bootstrap.py says how and why) and tags tests by tier."""
 
-The pack folder is itself the package ComfyUI imports (the folder name may contain a hyphen), so tests reach it
-through an import spec on the folder instead of putting the repository on sys.path: a top-level `nodes` there would
-shadow ComfyUI's own `nodes` module.
-"""
-
-import importlib.util
 import re
-import sys
+import runpy
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "animatelcm"
 TIERS = ("unit", "integration", "e2e")
 
-
-def _import_pack() -> None:
-    if PACKAGE in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACKAGE] = module
-    spec.loader.exec_module(module)
-
-
-_import_pack()
+runpy.run_path(str(ROOT / "devkit" / "bootstrap.py"))["import_pack"]()
 
 
 def pytest_report_header(config) -> str:
     """Which ComfyUI this run tests against, at the top of every run's output."""
-    from animatelcm.tests.fixtures.comfy import comfyui_path
+    from animatelcm.devkit.bootstrap import comfyui_path
 
     try:
         path = comfyui_path()

@@ -2,14 +2,14 @@
 
 import pytest
 
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.controlnet import controlnet_file
-from animatelcm.tests.fixtures.lora import lora_file
-from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
-from animatelcm.tests.fixtures.svd_checkpoint import svd_checkpoint_file
-from animatelcm.tests.fixtures.svd_unet import SVD_XT_NAME, svd_xt_unet_file
-from animatelcm.tests.fixtures.server import ComfyServer
-from animatelcm.tests.fixtures.videos import write_input_image, write_input_video
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.controlnet import controlnet_file
+from animatelcm.devkit.lora import lora_file
+from animatelcm.devkit.sd15_checkpoint import checkpoint_file
+from animatelcm.devkit.svd_checkpoint import svd_checkpoint_file
+from animatelcm.devkit.svd_unet import SVD_XT_NAME, svd_xt_unet_file
+from animatelcm.devkit.server import ComfyServer
+from animatelcm.devkit.videos import write_input_image, write_input_video
 
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"  # the name the shipped workflows use
 LORA = "AnimateLCM_sd15_t2v_lora.safetensors"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import av
 
-from animatelcm.tests.fixtures.videos import decoded_frames
-from animatelcm.tests.fixtures.workflows import ROOT, WORKFLOWS, strip_meta
+from animatelcm.devkit.videos import decoded_frames
+from animatelcm.devkit.workflows import ROOT, WORKFLOWS, strip_meta
 
 from .conftest import NOT_A_MOTION_MODULE
 

@@ -13,10 +13,10 @@ import urllib.parse
 import av
 import pytest
 
-from animatelcm.tests.fixtures import browser as chromium
-from animatelcm.tests.fixtures.server import PACK_FOLDER
-from animatelcm.tests.fixtures.workflows import WORKFLOWS as WORKFLOWS_DIR
-from animatelcm.tests.fixtures.workflows import api_twin, strip_meta, ui_workflows
+from animatelcm.devkit import browser as chromium
+from animatelcm.devkit.server import PACK_FOLDER
+from animatelcm.devkit.workflows import WORKFLOWS as WORKFLOWS_DIR
+from animatelcm.devkit.workflows import api_twin, strip_meta, ui_workflows
 
 WORKFLOWS = ui_workflows()
 TEXT_TO_VIDEO = WORKFLOWS_DIR / "animatelcm_text_to_video.json"

@@ -6,10 +6,10 @@ import sys
 
 import av
 
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import ROOT
-from animatelcm.tests.fixtures.lora import lora_file
-from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.comfy import ROOT
+from animatelcm.devkit.lora import lora_file
+from animatelcm.devkit.sd15_checkpoint import checkpoint_file
 
 
 def test_main_job_uses_placed_files_and_keeps_every_video(tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from animatelcm.tests.fixtures.server import PromptError
+from animatelcm.devkit.server import PromptError
 
 import numpy as np
 from PIL import Image

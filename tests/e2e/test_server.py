@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from animatelcm.tests.fixtures.server import PromptError
+from animatelcm.devkit.server import PromptError
 
 from .conftest import CHECKPOINT
 

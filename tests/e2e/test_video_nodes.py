@@ -8,7 +8,7 @@ import pytest
 import requests
 from PIL import Image, ImageSequence
 
-from animatelcm.tests.fixtures.server import PromptError
+from animatelcm.devkit.server import PromptError
 
 # Frame i of the uploaded GIF is one solid colour, so order survives every format and can be read back.
 COLOURS = [(230, 20, 20), (20, 230, 20), (20, 20, 230), (230, 230, 20), (20, 230, 230), (230, 20, 230)]

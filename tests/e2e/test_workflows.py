@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animatelcm.tests.fixtures.server import ComfyServer, PromptError
-from animatelcm.tests.fixtures.videos import decoded_frames, write_input_image
-from animatelcm.tests.fixtures.workflows import WORKFLOWS as WORKFLOWS_DIR
-from animatelcm.tests.fixtures.workflows import api_twin, is_widget, strip_meta, ui_to_api, ui_workflows
+from animatelcm.devkit.server import ComfyServer, PromptError
+from animatelcm.devkit.videos import decoded_frames, write_input_image
+from animatelcm.devkit.workflows import WORKFLOWS as WORKFLOWS_DIR
+from animatelcm.devkit.workflows import api_twin, is_widget, strip_meta, ui_to_api, ui_workflows
 
 from .conftest import INPUT_IMAGE, svd_models
 

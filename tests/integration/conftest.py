@@ -2,14 +2,14 @@
 
 import pytest
 
-from animatelcm.tests.fixtures.comfy import import_comfyui
+from animatelcm.devkit.comfy import import_comfyui
 
 import_comfyui()
 
 
 @pytest.fixture(scope="session")
 def sd15_checkpoint_path():
-    from animatelcm.tests.fixtures.sd15_checkpoint import checkpoint_file
+    from animatelcm.devkit.sd15_checkpoint import checkpoint_file
 
     return checkpoint_file()
 

@@ -12,7 +12,7 @@ import comfy.sample
 import comfy.supported_models
 import nodes  # ComfyUI's core nodes (the pack is imported as `animatelcm`, so this name is ComfyUI's)
 
-from animatelcm.tests.fixtures.controlnet import PTH_PREFIX, controlnet_file
+from animatelcm.devkit.controlnet import PTH_PREFIX, controlnet_file
 
 FRAMES = 2
 

@@ -9,8 +9,8 @@ import comfy.sample
 import comfy.sd
 import comfy.supported_models
 
-from animatelcm.tests.fixtures import lora, sd15_checkpoint as sd
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.devkit import lora, sd15_checkpoint as sd
+from animatelcm.devkit.comfy import tiny_sd15_model
 
 
 def test_stock_loader_detects_sd15_and_loads_every_key(sd15_checkpoint_path, caplog):

@@ -17,7 +17,7 @@ import comfy.sd
 import comfy.supported_models
 from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
 
-from animatelcm.tests.fixtures import svd_checkpoint as svd
+from animatelcm.devkit import svd_checkpoint as svd
 
 FRAMES = 14
 

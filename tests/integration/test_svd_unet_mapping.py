@@ -10,7 +10,7 @@ import torch
 
 from animatelcm.motion_models.svd_unet import (EXAMPLE_KEY, SVDUNetFormatError, convert_svd_unet,
                                                identify_svd_unet, svd_key_map)
-from animatelcm.tests.fixtures import lora, motion_modules as mm, sd15_checkpoint as sd, svd_unet as fx
+from animatelcm.devkit import lora, motion_modules as mm, sd15_checkpoint as sd, svd_unet as fx
 import comfy.model_detection
 import comfy.utils
 

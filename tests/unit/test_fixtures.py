@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from animatelcm.tests.fixtures import lora, motion_modules as mm, sd15_checkpoint as sd
+from animatelcm.devkit import lora, motion_modules as mm, sd15_checkpoint as sd
 
 
 def n_params(layout):

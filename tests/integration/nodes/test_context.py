@@ -7,8 +7,8 @@ from animatelcm.nodes.context import ContextOptions
 from animatelcm.patching.context_handler import VideoContextHandler
 from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.comfy import tiny_sd15_model
 
 from animatelcm.samplers.context_windows import FUSE_METHODS, SCHEDULES
 

@@ -21,9 +21,9 @@ from animatelcm.patching.video_control import VideoControl, hint_frames
 from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler
 from animatelcm.samplers.context_windows import SCHEDULES
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
-from animatelcm.tests.fixtures.controlnet import tiny_controlnet
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.comfy import tiny_sd15_model
+from animatelcm.devkit.controlnet import tiny_controlnet
 
 
 @pytest.fixture(scope="module")

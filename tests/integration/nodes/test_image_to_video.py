@@ -9,8 +9,8 @@ from animatelcm.nodes.image_to_video import ImageToVideo
 from animatelcm.patching.i2v_features import KEY, encode_image
 from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler, Scheduler
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.comfy import tiny_sd15_model
 
 
 def motion(kind):

@@ -19,8 +19,8 @@ import comfy.sample
 
 from animatelcm.motion_models.motion_module import MotionModel
 from animatelcm.patching.motion_injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.comfy import tiny_sd15_model
 
 MODEL_CHANNELS = 64
 WIDTH = (64, 128, 256, 256)  # motion module channels matching a UNet of MODEL_CHANNELS

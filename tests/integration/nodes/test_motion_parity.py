@@ -27,8 +27,8 @@ from comfy.patcher_extension import WrappersMP
 
 from animatelcm.patching.i2v_features import attach_image
 from animatelcm.patching.motion_injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.comfy import tiny_sd15_model
 from animatelcm.tests.fixtures.reference_i2v import reference_image_encoder
 from animatelcm.tests.fixtures.reference_motion import reference_module
 

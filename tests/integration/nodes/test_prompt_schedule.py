@@ -7,8 +7,8 @@ import torch
 from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.prompt_schedule import PromptSchedule
 from animatelcm.nodes.sampling import KSampler
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.comfy import tiny_sd15_model
 
 
 def encode(clip, text):

@@ -18,8 +18,8 @@ from comfy.patcher_extension import WrappersMP
 from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler, Scheduler
 from animatelcm.patching.lcm_sampling import animatelcm_sampler
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import core_renoise_seed, tiny_sd15_model
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.comfy import core_renoise_seed, tiny_sd15_model
 
 FRAMES, SEED, SCALE_FACTOR, MOTION_SCALE = 8, 42, 0.18215, 0.2
 SIGMAS = {  # reference table: sqrt((1 - abar) / abar) on linear betas 0.00085 -> 0.012

@@ -23,8 +23,8 @@ from comfy.patcher_extension import WrappersMP
 from animatelcm.motion_models.svd_unet import SVDUNetFormatError, convert_svd_unet, svd_key_map
 from animatelcm.nodes.svd import LoadSVDUNet
 from animatelcm.patching.svd_weights import _patch_value
-from animatelcm.tests.fixtures import motion_modules as mm, svd_unet as fx
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.devkit import motion_modules as mm, svd_unet as fx
+from animatelcm.devkit.comfy import tiny_sd15_model
 
 TOLERANCE = 1e-4  # max abs difference of the raw UNet output, float32
 FRAMES, HEIGHT, WIDTH = 4, 8, 8  # three downsamplings: 1x1 at the deepest level

@@ -21,8 +21,8 @@ from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning, VideoLinear
 
 from animatelcm.nodes.sampling import Sampler
 from animatelcm.nodes.svd_sampling import SVDScheduler
-from animatelcm.tests.fixtures.comfy import core_renoise_seed, tiny_sd15_model
-from animatelcm.tests.fixtures.svd_comfy import StandInClipVision, StandInVAE, tiny_svd_model
+from animatelcm.devkit.comfy import core_renoise_seed, tiny_sd15_model
+from animatelcm.devkit.svd_comfy import StandInClipVision, StandInVAE, tiny_svd_model
 
 FRAMES, SIZE, SEED, SCALE_FACTOR, TOLERANCE = 14, 64, 42, 0.18215, 1e-4
 FPS, MOTION_BUCKET, AUGMENTATION = 7, 127, 0.02

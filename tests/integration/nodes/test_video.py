@@ -11,7 +11,7 @@ import torch
 import folder_paths
 
 from animatelcm.nodes.video import LoadVideo, SaveVideo
-from animatelcm.tests.fixtures.comfy import node_as_executed
+from animatelcm.devkit.comfy import node_as_executed
 
 
 @pytest.fixture

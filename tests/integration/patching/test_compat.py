@@ -12,8 +12,8 @@ import comfy.sd
 from animatelcm.patching import compat
 from animatelcm.patching.motion_injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.comfy import tiny_sd15_model
 
 
 def motion_file():

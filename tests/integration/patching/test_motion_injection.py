@@ -10,8 +10,8 @@ import comfy.sample
 
 from animatelcm.motion_models import MotionModelFormatError
 from animatelcm.patching.motion_injection import MotionModuleLayer, attach_motion_model, load_motion_model_file
-from animatelcm.tests.fixtures import motion_modules as mm
-from animatelcm.tests.fixtures.comfy import tiny_sd15_model
+from animatelcm.devkit import motion_modules as mm
+from animatelcm.devkit.comfy import tiny_sd15_model
 
 FRAMES = 8
 

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from animatelcm.tests.fixtures.comfy import ROOT, comfyui_path
+from animatelcm.devkit.comfy import ROOT, comfyui_path
 
 TOML = """
 [model]

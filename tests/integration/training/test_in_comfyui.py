@@ -14,7 +14,7 @@ import nodes as core_nodes
 from animatelcm.nodes.motion_model import ApplyMotionModel, LoadMotionModel
 from animatelcm.nodes.sampling import KSampler
 from animatelcm.nodes.types import MOTION_MODELS
-from animatelcm.tests.fixtures.comfy import model_patcher
+from animatelcm.devkit.comfy import model_patcher
 from animatelcm.training.backbones import load_backbone
 from animatelcm.training.lora import SpatialLoRA
 from animatelcm.training.models import VideoUNet

@@ -9,7 +9,7 @@ import comfy.model_management
 import comfy.sd
 import comfy.supported_models
 
-from animatelcm.tests.fixtures.comfy import model_patcher
+from animatelcm.devkit.comfy import model_patcher
 from animatelcm.training.lora import SpatialLoRA
 from animatelcm.training.models import TINY_UNET, new_unet
 

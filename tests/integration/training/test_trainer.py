@@ -13,7 +13,7 @@ import comfy.supported_models
 
 from animatelcm.motion_models.checkpoint import read_state_dict
 from animatelcm.patching.motion_injection import load_motion_model_file
-from animatelcm.tests.fixtures.comfy import model_patcher
+from animatelcm.devkit.comfy import model_patcher
 from animatelcm.training.consistency import noise_loss_weights
 from animatelcm.training.models import TINY_UNET, new_unet
 from animatelcm.training.trainer import LORA_FILE, MOTION_FILE, Trainer, learning_rate_factor, read_motion_model

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from animatelcm.cli import batch_queue as bq
-from animatelcm.tests.fixtures.workflows import ROOT, WORKFLOWS
+from animatelcm.devkit.workflows import ROOT, WORKFLOWS
 
 SCRIPT = ROOT / "cli" / "batch_queue.py"
 T2V = WORKFLOWS / "api" / "animatelcm_text_to_video.json"

@@ -5,7 +5,7 @@ import torch
 
 from animatelcm.motion_models.checkpoint import (MotionModelFormat, MotionModelFormatError, detect_format,
                                                  load_motion_model, normalize_state_dict, read_state_dict)
-from animatelcm.tests.fixtures import motion_modules as mm
+from animatelcm.devkit import motion_modules as mm
 
 # fixture kind -> what detection reports (v2 and v3 have the same layout and are reported together)
 EXPECTED = {

@@ -15,9 +15,9 @@ from torch import nn
 from animatelcm.motion_models.checkpoint import MotionModelFormatError, load_motion_model, read_state_dict
 from animatelcm.motion_models.image_encoder import ImageEncoder
 from animatelcm.motion_models.motion_module import MotionModel
-from animatelcm.tests.fixtures import motion_modules as mm
+from animatelcm.devkit import motion_modules as mm
 from animatelcm.tests.fixtures.reference_i2v import reference_image_encoder
-from animatelcm.tests.fixtures.weights import save
+from animatelcm.devkit.weights import save
 
 TOLERANCE = 1e-4  # float32 model against the float64 reference
 I2V_NAME = mm.OFFICIAL_NAMES["animatelcm_i2v"]

@@ -15,7 +15,7 @@ from torch import nn
 
 from animatelcm.motion_models.checkpoint import load_motion_model
 from animatelcm.motion_models.motion_module import MotionModel, Placement, TemporalTransformer
-from animatelcm.tests.fixtures import motion_modules as mm
+from animatelcm.devkit import motion_modules as mm
 from animatelcm.tests.fixtures.reference_motion import reference_module
 
 TOLERANCE = 1e-5  # float32 model against the float64 reference
