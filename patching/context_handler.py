@@ -19,7 +19,7 @@ import torch
 import comfy.context_windows
 import comfy.model_management
 
-from ..samplers.context_windows import FUSE_METHODS, SCHEDULES, context_windows, fuse_weights
+from ..samplers.context_windows import context_windows, fuse_weights
 from .compat import context_window
 
 

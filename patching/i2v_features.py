@@ -16,8 +16,8 @@ import comfy.model_patcher
 import comfy.utils
 from comfy.patcher_extension import WrappersMP
 
-from .motion_injection import (I2V_BETA_END, IMAGE_FEATURES, MotionModelPatcher, applied_beta_schedule,
-                               applied_motion_model, motion_model_sampling)
+from .motion_injection import (IMAGE_FEATURES, MotionModelPatcher, applied_beta_schedule, applied_motion_model,
+                               motion_model_sampling)
 
 KEY = "animatelcm_i2v"
 
