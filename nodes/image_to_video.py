@@ -5,7 +5,7 @@ import torch
 from comfy_api.latest import io
 
 from ..patching.i2v_features import attach_image, encode_image, i2v_motion_model
-from ..patching.motion_injection import I2V_BETA_END
+from ..samplers.schedule import I2V_BETA_END
 
 
 class ImageToVideo(io.ComfyNode):
@@ -26,7 +26,9 @@ class ImageToVideo(io.ComfyNode):
                 io.Int.Input("height", default=512, min=64, max=2048, step=8),
                 io.Float.Input("motion_scale", default=0.8, min=0.0, max=2.0, step=0.05,
                                tooltip="How much the frames may differ: 0 is a still video, up to about 1.5 more "
-                                       "motion but less stable."),
+                                       "motion but less stable. (AnimateLCM-I2V's own knob: it scales the frame "
+                                       "positions the image encoder sees; ALCM_ApplyMotionModel's motion_scale "
+                                       "scales the motion module.)"),
                 io.Float.Input("beta_end", default=I2V_BETA_END, min=0.012, max=0.016, step=0.0005,
                                tooltip="Last beta of the linear noise schedule (AnimateLCM-I2V: 0.014); the "
                                        "scaled_linear (SD1.5) schedule keeps its own."),

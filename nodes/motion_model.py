@@ -3,8 +3,9 @@
 import folder_paths
 from comfy_api.latest import io
 
-from ..patching.motion_injection import BETA_SCHEDULES, attach_motion_model, load_motion_model_file
-from .types import MOTION_MODELS, MotionModel
+from ..patching.motion_injection import attach_motion_model, load_motion_model_file
+from ..samplers.schedule import BETA_SCHEDULE_CHOICES
+from .types import MOTION_MODELS, MotionModelSocket
 
 
 class LoadMotionModel(io.ComfyNode):
@@ -18,7 +19,7 @@ class LoadMotionModel(io.ComfyNode):
                         "models/animatediff_models. The format is told from the file's keys.",
             inputs=[io.Combo.Input("model_name", options=folder_paths.get_filename_list(MOTION_MODELS),
                                    tooltip="A .ckpt or .safetensors motion module; .ckpt files are read weights-only.")],
-            outputs=[MotionModel.Output(display_name="motion_model")],
+            outputs=[MotionModelSocket.Output(display_name="motion_model")],
         )
 
     @classmethod
@@ -38,10 +39,12 @@ class ApplyMotionModel(io.ComfyNode):
                         "frame count.",
             inputs=[
                 io.Model.Input("model"),
-                MotionModel.Input("motion_model"),
+                MotionModelSocket.Input("motion_model"),
                 io.Float.Input("motion_scale", default=1.0, min=0.0, max=10.0, step=0.01,
-                               tooltip="Scales the temporal residual: 0 makes every frame independent."),
-                io.Combo.Input("beta_schedule", options=list(BETA_SCHEDULES), default="auto",
+                               tooltip="Scales what the motion module adds to each frame (its temporal residual): 0 makes every frame "
+                                       "independent. (ALCM_ImageToVideo's motion_scale is another knob: how far "
+                                       "the frames may move away from the image.)"),
+                io.Combo.Input("beta_schedule", options=list(BETA_SCHEDULE_CHOICES), default="auto",
                                tooltip="auto: the schedule the motion model was trained with (linear betas "
                                        "0.00085-0.012, to 0.014 for AnimateLCM-I2V), plus the LCM boundary "
                                        "conditions for AnimateLCM models."),

@@ -8,7 +8,8 @@ from comfy_api.latest import io
 # The folder every AnimateDiff pack uses, so users keep one copy of their motion modules.
 MOTION_MODELS = "animatediff_models"
 
-MotionModel = io.Custom("MOTION_MODEL")
+# The MOTION_MODEL socket; the model itself is motion_models.MotionModel.
+MotionModelSocket = io.Custom("MOTION_MODEL")
 
 
 def register_model_folder(name: str) -> None:

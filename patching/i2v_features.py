@@ -16,8 +16,8 @@ import comfy.model_patcher
 import comfy.utils
 from comfy.patcher_extension import WrappersMP
 
-from .motion_injection import (IMAGE_FEATURES, MotionModelPatcher, applied_beta_schedule, applied_motion_model,
-                               motion_model_sampling)
+from .model_sampling import noise_schedule, set_noise_schedule
+from .motion_injection import IMAGE_FEATURES, MotionModelPatcher, applied_motion_model
 
 KEY = "animatelcm_i2v"
 
@@ -66,5 +66,5 @@ def attach_image(model: comfy.model_patcher.ModelPatcher, latent: torch.Tensor, 
     m = model.clone()
     m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, KEY, partial(_with_image_features, motion, latent, motion_scale))
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY, partial(_check_latent_size, latent))
-    m.add_object_patch("model_sampling", motion_model_sampling(m, motion, applied_beta_schedule(model), beta_end))
+    set_noise_schedule(m, noise_schedule(model).with_beta_end(beta_end))
     return m

@@ -7,6 +7,7 @@
 - a forward_timestep_embed patch runs those layers with the frame count of each cond/uncond chunk;
 - for AnimateLCM-I2V, `ImageFeatureLayer`s go in before the second motion module of each down level; they add the
   image encoder's features, which `attach_image` computes once per UNet call (a DIFFUSION_MODEL wrapper);
+- the model samples on the motion model's noise schedule (model_sampling.py);
 - an OUTER_SAMPLE wrapper rejects clips longer than the position encoding before any model is loaded.
 """
 
@@ -14,34 +15,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from types import SimpleNamespace
 
 import torch
 
 import comfy.model_management
 import comfy.model_patcher
-import comfy.model_sampling
 import comfy.ops
 import comfy.utils
 from comfy.ldm.modules.attention import optimized_attention
 from comfy.ldm.modules.diffusionmodules.openaimodel import Upsample
 from comfy.patcher_extension import PatcherInjection, WrappersMP
-from comfy_extras.nodes_model_advanced import LCM
 
 from ..motion_models.checkpoint import LoadedMotionModel, load_motion_model, unreadable_file_error
 from ..motion_models.motion_module import MotionModel, TemporalTransformer
+from ..samplers.schedule import NoiseSchedule
 from .compat import core_model_patcher
+from .model_sampling import set_noise_schedule
 
 KEY = "animatelcm"
-SCHEDULE_KEY = "animatelcm_beta_schedule"
 IMAGE_FEATURES = "animatelcm_image_features"  # transformer_options entry: the I2V features of the current UNet call
-
-# The schedule every SD1.5 motion model (AnimateLCM, AnimateDiff) was trained with: linear betas 0.00085 -> 0.012;
-# AnimateLCM-I2V ends at 0.014 (a user knob, 0.012-0.016).
-TRAINING_BETAS = {"linear_start": 0.00085, "linear_end": 0.012}
-I2V_BETA_END = 0.014
-# Names as diffusers gives them -> ComfyUI's names ("sqrt_linear" is the true linear schedule).
-BETA_SCHEDULES = {"auto": "sqrt_linear", "linear": "sqrt_linear", "scaled_linear (SD1.5)": "linear"}
 
 
 @dataclass(frozen=True)
@@ -120,7 +112,7 @@ def remove_motion_layers(unet) -> None:
                     del block[i]
 
 
-def insert_motion_layers(unet, motion_model: MotionModel, scale: float) -> None:
+def insert_motion_layers(unet, motion_model: MotionModel, temporal_scale: float) -> None:
     """Puts one `MotionModuleLayer` per temporal transformer of `motion_model` into a ComfyUI `UNetModel` at the
     places of the reference (and the I2V image-feature layers); any layers already there are removed first, so none
     runs twice. They run through `MOTION_LAYER_PATCHES` in transformer_options."""
@@ -129,7 +121,7 @@ def insert_motion_layers(unet, motion_model: MotionModel, scale: float) -> None:
         attribute, index = placement.ldm_block
         blocks = getattr(unet, attribute)
         block = blocks if attribute == "middle_block" else blocks[index]
-        layers = [MotionModuleLayer(transformer, scale)]
+        layers = [MotionModuleLayer(transformer, temporal_scale)]
         if motion_model.image_encoder is not None and placement.block == "down" and placement.position == 1:
             layers.insert(0, ImageFeatureLayer(placement.level))  # after the level's second resnet/attention
         if attribute == "middle_block":  # between the SpatialTransformer and the second ResBlock
@@ -141,8 +133,8 @@ def insert_motion_layers(unet, motion_model: MotionModel, scale: float) -> None:
             block.insert(at + offset, layer)
 
 
-def _inject(motion: MotionModelPatcher, scale: float, patcher: comfy.model_patcher.ModelPatcher) -> None:
-    insert_motion_layers(patcher.model.diffusion_model, motion.loaded.model, scale)
+def _inject(motion: MotionModelPatcher, temporal_scale: float, patcher: comfy.model_patcher.ModelPatcher) -> None:
+    insert_motion_layers(patcher.model.diffusion_model, motion.loaded.model, temporal_scale)
 
 
 def _eject(patcher: comfy.model_patcher.ModelPatcher) -> None:
@@ -169,56 +161,23 @@ def _check_frame_count(max_frames: int, executor, noise, *args, **kwargs):
     return executor(noise, *args, **kwargs)
 
 
-def discrete_model_sampling(settings: dict, lcm: bool):
-    """ComfyUI's discrete-time model sampling for an epsilon model on `settings` (beta_schedule, linear_start,
-    linear_end, ...), with LCM boundary conditions when `lcm`."""
-    prediction = LCM if lcm else comfy.model_sampling.EPS
-
-    class MotionModelSampling(comfy.model_sampling.ModelSamplingDiscrete, prediction):
-        pass
-
-    # ModelSamplingDiscrete reads only `sampling_settings` from the model config it is given.
-    return MotionModelSampling(SimpleNamespace(sampling_settings=settings))
-
-
-def motion_model_sampling(model: comfy.model_patcher.ModelPatcher, motion: MotionModelPatcher, beta_schedule: str,
-                          beta_end: float | None = None):
-    """Discrete-time model sampling on the chosen beta schedule. `auto` is the motion model's own: LCM boundary
-    conditions for AnimateLCM, linear betas ending at 0.014 for I2V. `beta_end` replaces a linear schedule's last
-    beta; the scaled_linear schedule is SD1.5's own and keeps its end."""
-    auto = beta_schedule == "auto"
-    if beta_end is None and auto and motion.loaded.format.has_image_encoder:
-        beta_end = I2V_BETA_END
-    settings = dict(model.model.model_config.sampling_settings, beta_schedule=BETA_SCHEDULES[beta_schedule])
-    if beta_schedule != "scaled_linear (SD1.5)":
-        settings.update(TRAINING_BETAS)
-        if beta_end is not None:
-            settings["linear_end"] = beta_end
-    return discrete_model_sampling(settings, auto and motion.is_animatelcm)
-
-
 def applied_motion_model(model: comfy.model_patcher.ModelPatcher) -> MotionModelPatcher | None:
     return model.get_attachment(KEY)
 
 
-def applied_beta_schedule(model: comfy.model_patcher.ModelPatcher) -> str:
-    """The beta_schedule the motion model was applied with, so later nodes keep the user's choice."""
-    return model.get_attachment(SCHEDULE_KEY) or "auto"
-
-
-def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionModelPatcher, motion_scale: float,
+def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionModelPatcher, temporal_scale: float,
                         beta_schedule: str = "auto") -> comfy.model_patcher.ModelPatcher:
     """A clone of `model` that runs `motion` in its UNet; `model` itself is left untouched."""
     m = model.clone()
     m.set_additional_models(KEY, [motion.patcher])
-    m.set_injections(KEY, [PatcherInjection(inject=partial(_inject, motion, motion_scale), eject=_eject)])
+    m.set_injections(KEY, [PatcherInjection(inject=partial(_inject, motion, temporal_scale), eject=_eject)])
     patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
     for layer_type, run in MOTION_LAYER_PATCHES:
         if not any(patched is layer_type for patched, _ in patches):
             m.set_model_forward_timestep_embed_patch((layer_type, run))
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY,
                            partial(_check_frame_count, motion.loaded.format.max_frames))
-    m.add_object_patch("model_sampling", motion_model_sampling(m, motion, beta_schedule))
+    set_noise_schedule(m, NoiseSchedule.for_motion_model(beta_schedule, motion.is_animatelcm,
+                                                         motion.loaded.format.has_image_encoder))
     m.set_attachments(KEY, motion)
-    m.set_attachments(SCHEDULE_KEY, beta_schedule)
     return m

@@ -12,30 +12,11 @@ from collections.abc import Iterable
 
 import torch
 
-TRAIN_TIMESTEPS = 1000
-TIMESTEP_SCALING = 10.0
-SIGMA_DATA = 0.5
-
-
-def linear_alphas_cumprod(beta_start: float = 0.00085, beta_end: float = 0.012,
-                          steps: int = TRAIN_TIMESTEPS) -> torch.Tensor:
-    """abar_t of the linear beta schedule every SD1.5 motion model was trained with (I2V: beta_end 0.014), float64."""
-    betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
-    return torch.cumprod(1.0 - betas, dim=0)
+from ..samplers.schedule import boundary_scalings
 
 
 def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.to(like.dtype).reshape(-1, *[1] * (like.ndim - 1))
-
-
-def boundary_scalings(t: torch.Tensor, timestep_scaling: float = TIMESTEP_SCALING,
-                      sigma_data: float = SIGMA_DATA) -> tuple[torch.Tensor, torch.Tensor]:
-    """(c_skip, c_out) of LCM's boundary conditions: s = scaling * t, c_skip = sd^2 / (s^2 + sd^2),
-    c_out = s / sqrt(s^2 + sd^2); at t = 0 exactly (1, 0)."""
-    s = timestep_scaling * t.to(torch.float64)
-    c_skip = sigma_data ** 2 / (s ** 2 + sigma_data ** 2)
-    c_out = s / (s ** 2 + sigma_data ** 2).sqrt()
-    return c_skip, c_out
 
 
 def predicted_x0(x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:

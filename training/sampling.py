@@ -14,9 +14,9 @@ import torch
 import comfy.k_diffusion.sampling
 import comfy.samplers
 
-from ..patching.motion_injection import TRAINING_BETAS, discrete_model_sampling
+from ..patching.model_sampling import comfy_model_sampling
 from ..samplers.lcm import sample_animatelcm
-from ..samplers.schedule import T2V_ORIGINAL_STEPS, lcm_timesteps
+from ..samplers.schedule import T2V_ORIGINAL_STEPS, NoiseSchedule, lcm_timesteps
 from .consistency import guided_eps
 
 # net(x [B, F, C, H, W], timesteps [B], context [B, T, D]) -> noise prediction
@@ -28,7 +28,7 @@ _SAMPLERS = {"lcm": sample_animatelcm, "ddim": comfy.k_diffusion.sampling.sample
 
 def model_sampling(lcm: bool):
     """ComfyUI's discrete model sampling on the linear schedule every SD1.5 motion model uses."""
-    return discrete_model_sampling(dict(TRAINING_BETAS, beta_schedule="sqrt_linear"), lcm)
+    return comfy_model_sampling(NoiseSchedule(lcm_boundary=lcm))
 
 
 def sigmas(method: str, steps: int, sampling) -> torch.Tensor:

@@ -36,11 +36,11 @@ from tqdm.auto import tqdm
 
 from ..motion_models.checkpoint import load_motion_model
 from ..motion_models.motion_module import MotionModel
+from ..samplers.schedule import NoiseSchedule
 from ..video.writer import VideoSettings, write_video
 from .backbones import Backbone, load_backbone, save_tiny_backbone
 from .config import Config
-from .consistency import (consistency_function, ddim_step, ema_update, guided_eps, linear_alphas_cumprod,
-                          noise_loss_weights, pseudo_huber)
+from .consistency import consistency_function, ddim_step, ema_update, guided_eps, noise_loss_weights, pseudo_huber
 from .lora import SpatialLoRA
 from .models import VideoUNet, motion_width, new_motion_model
 from .sampling import sample
@@ -86,7 +86,7 @@ class Trainer:
         self.backbone = load_backbone(config.model.backbone, config.model.base, self.device, config.data.size,
                                       config.model.patch)
         self.video_unet = VideoUNet(self.backbone.unet, train.gradient_checkpointing)
-        self.alphas_cumprod = linear_alphas_cumprod().to(self.device)
+        self.alphas_cumprod = NoiseSchedule().alphas_cumprod().to(self.device)
         self.step = 0
         self.lora_scale = 0.0  # stage motion: the target's share of the LoRA
         self._build_models()

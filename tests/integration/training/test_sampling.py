@@ -5,10 +5,10 @@ the two predictions as (1 + w) eps(c) - w eps(empty)."""
 import pytest
 import torch
 
-from animatelcm.training.consistency import linear_alphas_cumprod
+from animatelcm.samplers.schedule import NoiseSchedule
 from animatelcm.training.sampling import model_sampling, sample, sigmas
 
-ABAR = linear_alphas_cumprod()
+ABAR = NoiseSchedule().alphas_cumprod()
 CLEAN = torch.rand(2, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
