@@ -1,0 +1,41 @@
+"""What the user sees while a batch runs: progress on stderr, downloaded paths on stdout, a summary at the end."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .jobs import Job
+
+
+class Reporter:
+    """Progress lines on stderr, one per event worth showing; downloaded paths on stdout, for scripts."""
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+
+    def line(self, text: str, detail: bool = False) -> None:
+        if not (detail and self.quiet):
+            print(text, file=self.stream, flush=True)
+
+    def job(self, job: Job, text: str, detail: bool = False) -> None:
+        self.line(f"{job.tag} {text}", detail)
+
+    def saved(self, path: Path) -> None:
+        print(path, flush=True)
+
+    def summary(self, jobs: list[Job]) -> None:
+        rows = [("job", "prompt_id", "status", "files / error")]
+        for job in jobs:
+            if job.status == "ok":
+                detail = ", ".join(str(path) for path in job.files) or "(no output file)"
+            else:
+                detail = job.error or ""
+            rows.append((f"{job.index}/{job.total}", job.prompt_id, job.status, detail))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        self.line("")
+        for row in rows:
+            self.line("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3])
+        failed = sum(job.status != "ok" for job in jobs)
+        self.line(f"{len(jobs) - failed} succeeded, {failed} failed")
