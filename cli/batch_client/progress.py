@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from .jobs import Job
 
@@ -21,6 +22,10 @@ class Reporter:
 
     def job(self, job: Job, text: str, detail: bool = False) -> None:
         self.line(f"{job.tag} {text}", detail)
+
+    def progress(self, job: Job, node_id: Any, class_type: str, value: Any, maximum: Any) -> None:
+        """A node's step (a sampler's, mostly): its own method so that another front end can show steps its way."""
+        self.job(job, f"node {node_id} {class_type}: {value}/{maximum}", detail=True)
 
     def saved(self, path: Path) -> None:
         print(path, flush=True)

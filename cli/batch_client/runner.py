@@ -86,8 +86,8 @@ class Batch:
         elif kind == "executing" and data.get("node") is not None:
             self.reporter.job(job, f"node {data['node']} {self.class_of(job, data['node'])}", detail=True)
         elif kind == "progress":
-            self.reporter.job(job, f"node {data.get('node')} {self.class_of(job, data.get('node'))}: "
-                                   f"{data.get('value')}/{data.get('max')}", detail=True)
+            self.reporter.progress(job, data.get("node"), self.class_of(job, data.get("node")), data.get("value"),
+                                   data.get("max"))
         elif kind == "executing":  # node None: the prompt is over and its history written
             await self.finish(job)
 

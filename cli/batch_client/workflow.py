@@ -1,5 +1,5 @@
 """API-format workflows: reading one, naming its inputs (`node-id/input-name`), finding the ones that matter (the
-prompt text, the seed) and overriding them in a copy. Pure: no network."""
+prompt text, the seed, any input by name) and overriding them in a copy. Pure: no network."""
 
 from __future__ import annotations
 
@@ -91,6 +91,25 @@ def apply_overrides(workflow: dict, overrides: dict[Target, Any]) -> dict:
 def is_link(value: Any) -> bool:
     """API format writes a connection as [source node id, output index]."""
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
+
+
+def inputs_named(workflow: dict, name: str, class_type: str | None = None) -> list[Target]:
+    """The literal (not linked) inputs called `name`, of the nodes of `class_type` when given, in workflow order: how
+    a script finds what to set by meaning, since node ids differ from one workflow to the next."""
+    return [(node_id, name) for node_id, node in workflow.items()
+            if (class_type is None or node["class_type"] == class_type)
+            and name in node["inputs"] and not is_link(node["inputs"][name])]
+
+
+def single_input(workflow: dict, name: str, class_type: str | None = None) -> Target:
+    """The one input inputs_named finds; an error when there is none or several, since a guess would set the wrong
+    node."""
+    found = inputs_named(workflow, name, class_type)
+    if len(found) != 1:
+        where = f"found {', '.join('/'.join(target) for target in found)}" if found else "found none"
+        of = f" of a {class_type} node" if class_type else ""
+        raise UsageError(f"cannot tell which {name!r} input{of} to set ({where})")
+    return found[0]
 
 
 def _text_nodes_upstream(workflow: dict, node_id: str, seen: set[str]) -> set[str]:

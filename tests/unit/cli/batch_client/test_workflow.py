@@ -1,5 +1,5 @@
-"""The batch client's workflow editing: overrides into a copy, API-format checks, and where the prompt and the seed
-go."""
+"""The batch client's workflow editing: overrides into a copy, API-format checks, and finding the prompt, the seed and
+any input by name."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 from animatelcm.cli.batch_client.jobs import build_jobs
 from animatelcm.cli.batch_client.workflow import (PROMPT_INPUT, SEED_INPUTS, UsageError, apply_overrides,
                                                   check_api_format, detect_prompt_target, detect_seed_target,
-                                                  resolve_target)
+                                                  inputs_named, resolve_target, single_input)
 from animatelcm.devkit.workflows import WORKFLOWS
 
 
@@ -68,3 +68,15 @@ def test_prompt_and_seed_overrides_must_exist(t2v):
         resolve_target(t2v, "42", "--prompt-node", (PROMPT_INPUT,), detect_prompt_target)
     with pytest.raises(UsageError, match="--seed-node: node 7 .* has no input 'seed'"):
         resolve_target(t2v, "7", "--seed-node", SEED_INPUTS, detect_seed_target)
+
+
+def test_inputs_are_found_by_name_and_node_class_never_through_a_link(t2v):
+    assert inputs_named(t2v, "text") == [("5", "text"), ("6", "text")]
+    assert inputs_named(t2v, "width", "EmptyLatentImage") == [("7", "width")]
+    assert inputs_named(t2v, "model") == []  # every model input is a link
+    assert single_input(t2v, "steps") == ("8", "steps")
+    assert single_input(t2v, "ckpt_name", "CheckpointLoaderSimple") == ("1", "ckpt_name")
+    with pytest.raises(UsageError, match=r"'text' input to set \(found 5/text, 6/text\)"):
+        single_input(t2v, "text")
+    with pytest.raises(UsageError, match=r"'width' input of a KSampler node to set \(found none\)"):
+        single_input(t2v, "width", "KSampler")
