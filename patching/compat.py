@@ -22,7 +22,7 @@ def context_window(index_list: list[int], total_frames: int) -> comfy.context_wi
     """Core's window object for frames `index_list` of a clip of `total_frames`.
 
     0.4.0+ takes the clip length in the constructor (and divides by it there); 0.3.75 has no such parameter, so the
-    pack sets the same attribute, which per-frame controls read on both.
+    pack sets the same attribute, and the object looks the same to a reader on both.
     """
     window_class = comfy.context_windows.IndexListContextWindow
     if _accepts(window_class.__init__, "total_frames"):

@@ -6,8 +6,11 @@ per-frame conditioning (a prompt schedule's [frames, tokens, dim] cross-attentio
 gets the first frames' prompts; its step lookup fails on a batch of timesteps; and some of its schedules give frames
 past the end (see samplers/context_windows.py). This handler implements core's ContextHandlerABC with the pack's
 schedules and keeps core's conventions: `transformer_options["context_window"]` holds an IndexListContextWindow
-(`index_list`, plus the clip's `total_frames`) during each window, and core's prepare-sampling wrapper sizes memory
-for one window.
+during each window, and core's prepare-sampling wrapper sizes memory for one window.
+
+Which frames a window holds reaches everything else through AnimateDiff-Evolved's `transformer_options["ad_params"]`
+(full_length, context_length, sub_idxs: the window's absolute frame indices), the contract IP-Adapter and
+Advanced-ControlNet read, set for every window and removed after; the pack's own per-frame controls read it too.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import comfy.model_management
 
 from ..samplers.context_windows import context_windows, fuse_weights
 from .compat import context_window
+
+AD_PARAMS = "ad_params"  # AnimateDiff-Evolved's window contract (docs/reference.md, section 7)
+AD_STATE = "ADGS"  # in transformer_options while AnimateDiff-Evolved itself samples
 
 
 class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
@@ -59,10 +65,13 @@ class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
         totals = [torch.zeros_like(x_in) for _ in conds]
         weight_sum = torch.zeros(frames, dtype=x_in.dtype, device=x_in.device)
         options = model_options["transformer_options"]
+        publish = AD_STATE not in options  # while AnimateDiff-Evolved samples, its ad_params are its own
         for index_list in windows:
             comfy.model_management.throw_exception_if_processing_interrupted()  # stop between windows on Cancel
-            window = context_window(index_list, frames)  # total_frames is read by per-frame controls
+            window = context_window(index_list, frames)
             options["context_window"] = window
+            if publish:
+                options[AD_PARAMS] = window_params(index_list, frames)
             index = torch.tensor(index_list, device=x_in.device)
             outputs = calc_cond_batch(model, [self.get_resized_cond(c, x_in, window) for c in conds],
                                       x_in[index], timestep[index] if timestep.shape[0] == frames else timestep,
@@ -73,6 +82,8 @@ class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
                 total.index_add_(0, index, output * weights.view(-1, *[1] * (x_in.ndim - 1)))
             weight_sum.index_add_(0, index, weights)
         options.pop("context_window", None)
+        if publish:
+            options.pop(AD_PARAMS, None)
         return [total / weight_sum.view(-1, *[1] * (x_in.ndim - 1)) for total in totals]
 
     @staticmethod
@@ -82,6 +93,26 @@ class VideoContextHandler(comfy.context_windows.ContextHandlerABC):
         if sigmas is None:
             return 0
         return int(torch.argmin((sigmas.to(timestep.device) - timestep.flatten()[0]).abs()))
+
+
+def window_params(index_list: list[int], frames: int) -> dict:
+    """The `ad_params` of one window; its key names are the contract, never to be renamed."""
+    return {"full_length": frames, "context_length": len(index_list), "sub_idxs": list(index_list)}
+
+
+def window_frames(transformer_options: dict, frames_per_chunk: int) -> tuple[list[int], int]:
+    """The clip frames one UNet call holds (per cond/uncond chunk) and the clip's length, from `ad_params`.
+
+    Without windows the call holds the whole clip. Windows from a handler that does not publish `ad_params` (core's
+    own) cannot be placed in the clip: refused rather than given the clip's first frames.
+    """
+    params = transformer_options.get(AD_PARAMS)
+    if params is not None and params.get("sub_idxs") is not None:
+        return list(params["sub_idxs"]), params["full_length"]
+    if transformer_options.get("context_window") is not None:
+        raise ValueError("per-frame inputs cannot tell which frames this context window holds (its handler does not "
+                         "publish ad_params): use ALCM_ContextOptions for the context windows")
+    return list(range(frames_per_chunk)), frames_per_chunk
 
 
 def warn_misaligned_controls(conds) -> None:

@@ -16,6 +16,8 @@ import torch
 
 import comfy.utils
 
+from .context_handler import window_frames
+
 
 def hint_frames(count: int, frames: int, spread: bool) -> list[int]:
     """Which of `count` hints (or masks) each of `frames` frames uses: hint k for frame k and the last one held after
@@ -59,14 +61,7 @@ class VideoControl:
 
     def frames_of_call(self, batch: int, batched_number: int, transformer_options: dict) -> tuple[list[int], int]:
         """The clip frames one call denoises (per cond/uncond chunk) and the clip's length."""
-        window = transformer_options.get("context_window")
-        if window is None:
-            return list(range(batch // batched_number)), batch // batched_number
-        total = getattr(window, "total_frames", None)
-        if total is None:
-            raise ValueError("ALCM_ApplyVideoControlNet cannot tell which frames this context window holds: use "
-                             "ALCM_ContextOptions for the context windows")
-        return list(window.index_list), total
+        return window_frames(transformer_options, batch // batched_number)
 
     def get_control(self, x_noisy, t, cond, batched_number, transformer_options):
         previous = None

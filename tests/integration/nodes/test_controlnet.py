@@ -182,14 +182,16 @@ def test_chained_controls_add_and_the_inputs_are_not_changed(animated, control_n
     assert (both - alone).abs().max() > 1e-4
 
 
-def test_a_window_without_its_clip_length_is_refused(control_net):
+def test_a_window_that_does_not_say_where_it_is_in_the_clip_is_refused(control_net):
     control = VideoControl(control_net, torch.zeros(4, 3, 8, 8), 1.0, (0.0, 1.0))
-    window = SimpleNamespace(index_list=[0, 1])  # as another pack's window object might be
+    window = context_window([2, 3], 4)  # core's window object, as core's own handler sets it: no ad_params
     with pytest.raises(ValueError, match="use ALCM_ContextOptions"):
         control.frames_of_call(2, 1, {"context_window": window})
-    window = context_window([0, 1], 4)  # core's window object, as the pack's handler makes it on every version
-    assert control.frames_of_call(4, 2, {"context_window": window}) == ([0, 1], 4)
+    ad_params = {"full_length": 4, "context_length": 2, "sub_idxs": [2, 3]}
+    assert control.frames_of_call(4, 2, {"context_window": window, "ad_params": ad_params}) == ([2, 3], 4)
     assert control.frames_of_call(6, 2, {}) == ([0, 1, 2], 3)
+    whole = {"full_length": 3, "context_length": None, "sub_idxs": None}  # AnimateDiff-Evolved without windows
+    assert control.frames_of_call(6, 2, {"ad_params": whole}) == ([0, 1, 2], 3)
 
 
 def test_core_controlnet_with_many_hints_under_windows_is_warned_about(control_net, caplog):
