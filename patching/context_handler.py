@@ -116,13 +116,15 @@ def window_frames(transformer_options: dict, frames_per_chunk: int) -> tuple[lis
 
 
 def warn_misaligned_controls(conds) -> None:
-    """Core's ControlNet nodes hand every window the clip's first hints: say so when a clip's worth was given."""
+    """Core's ControlNet nodes hand every window the clip's first hints: say so when a clip's worth was given.
+    Controls of other classes (Advanced-ControlNet's) read `ad_params` and are left alone."""
     for cond in conds:
         for entry in cond or []:
             control = entry.get("control")
             while control is not None:
-                hints = getattr(control, "cond_hint_original", None)  # stock controls; VideoControl has none
-                if isinstance(hints, torch.Tensor) and hints.shape[0] > 1:
+                hints = getattr(control, "cond_hint_original", None)  # core's controls; VideoControl has none
+                core = type(control).__module__.startswith("comfy.")
+                if core and isinstance(hints, torch.Tensor) and hints.shape[0] > 1:
                     logging.warning("A ControlNet applied by a core node got %d hint images: under context windows "
                                     "every window uses the first ones. Use ALCM_ApplyVideoControlNet to give each "
                                     "frame its own hint.", hints.shape[0])

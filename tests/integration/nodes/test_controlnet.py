@@ -5,6 +5,7 @@ the ControlNet's inputs then say, for every batch entry of every call, which fra
 was given, and the two must agree.
 """
 
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -212,6 +213,13 @@ def test_core_controlnet_with_many_hints_under_windows_is_warned_about(control_n
         caplog.clear()
         handler.execute(calc, None, [[{"control": control}]], x, sigmas[step].expand(20), options)
         assert caplog.text.count("every window uses the first ones. Use ALCM_ApplyVideoControlNet") == warned
+
+    # Another pack's control class (Advanced-ControlNet's converts core's) reads ad_params: no warning.
+    advanced = copy.copy(core)
+    advanced.__class__ = type("ControlNetAdvanced", (type(core),), {"__module__": "another_pack.control"})
+    caplog.clear()
+    handler.execute(calc, None, [[{"control": advanced}]], x, sigmas[0].expand(20), options)
+    assert "every window uses the first ones" not in caplog.text
 
 
 def test_a_multi_gpu_run_gets_a_video_control_per_device_that_gives_the_same_hints(animated, control_net):
