@@ -11,6 +11,7 @@ import latent_preview
 
 from ..samplers.lcm import sample_animatelcm
 from ..samplers.schedule import I2V_ORIGINAL_STEPS, T2V_ORIGINAL_STEPS, lcm_timesteps
+from .model_sampling import timestep_sampling
 from .motion_injection import applied_motion_model
 
 
@@ -22,7 +23,7 @@ def animatelcm_sigmas(model: comfy.model_patcher.ModelPatcher, steps: int, origi
         original_steps = I2V_ORIGINAL_STEPS if motion and motion.loaded.format.has_image_encoder else T2V_ORIGINAL_STEPS
     timesteps = torch.tensor(lcm_timesteps(steps, original_steps, denoise))
     # The discrete schedule's own table (as core's schedulers read it), so the model sees exactly these timesteps.
-    sigmas = model.get_model_object("model_sampling").sigmas[timesteps].float().cpu()
+    sigmas = timestep_sampling(model).sigmas[timesteps].float().cpu()
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 

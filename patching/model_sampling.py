@@ -21,17 +21,21 @@ KEY = "animatelcm_noise_schedule"
 COMFY_BETA_SCHEDULES = {"linear": "sqrt_linear", "scaled_linear": "linear"}
 
 
-def comfy_model_sampling(schedule: NoiseSchedule):
+class EpsilonSampling(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.EPS):
+    """An epsilon model on a NoiseSchedule."""
+
+
+class ConsistencySampling(comfy.model_sampling.ModelSamplingDiscrete, LCM):
+    """An epsilon model on a NoiseSchedule, with LCM's boundary conditions."""
+
+
+def comfy_model_sampling(schedule: NoiseSchedule) -> EpsilonSampling | ConsistencySampling:
     """ComfyUI's discrete-time model sampling of an epsilon model on `schedule`."""
-    prediction = LCM if schedule.lcm_boundary else comfy.model_sampling.EPS
-
-    class AnimateLCMModelSampling(comfy.model_sampling.ModelSamplingDiscrete, prediction):
-        pass
-
+    sampling_class = ConsistencySampling if schedule.lcm_boundary else EpsilonSampling
     settings = {"beta_schedule": COMFY_BETA_SCHEDULES[schedule.betas], "linear_start": schedule.beta_start,
                 "linear_end": schedule.beta_end, "timesteps": TRAIN_TIMESTEPS}
     # ModelSamplingDiscrete reads only `sampling_settings` from the model config it is given.
-    return AnimateLCMModelSampling(SimpleNamespace(sampling_settings=settings))
+    return sampling_class(SimpleNamespace(sampling_settings=settings))
 
 
 def set_noise_schedule(model: comfy.model_patcher.ModelPatcher, schedule: NoiseSchedule) -> None:
@@ -43,3 +47,20 @@ def set_noise_schedule(model: comfy.model_patcher.ModelPatcher, schedule: NoiseS
 def noise_schedule(model: comfy.model_patcher.ModelPatcher) -> NoiseSchedule | None:
     """The schedule the pack stored on `model`, None when it stored none."""
     return model.get_attachment(KEY)
+
+
+def timestep_sampling(model: comfy.model_patcher.ModelPatcher):
+    """The MODEL's model sampling, checked before any sampling to be one the AnimateLCM timesteps index: the schedule
+    the pack stored (when it stored one), on the full 1000-step table."""
+    sampling = model.get_model_object("model_sampling")
+    if noise_schedule(model) is not None and not isinstance(sampling, (EpsilonSampling, ConsistencySampling)):
+        raise ValueError("the MODEL's noise schedule was replaced after ALCM_ApplyMotionModel (for example by a "
+                         "ModelSamplingDiscrete node), so the AnimateLCM timesteps would miss the schedule the motion "
+                         "model was distilled on: remove that node and choose the schedule with ALCM_ApplyMotionModel's "
+                         "beta_schedule")
+    table = len(getattr(sampling, "sigmas", ()))
+    if table != TRAIN_TIMESTEPS:
+        raise ValueError(f"the MODEL samples on a {table}-step table (a ModelSamplingDiscrete node set to lcm makes a "
+                         f"50-step one), but the AnimateLCM timesteps index the {TRAIN_TIMESTEPS}-step schedule: remove "
+                         f"that node (ALCM_ApplyMotionModel sets the schedule), or sample with core's KSampler")
+    return sampling

@@ -93,6 +93,40 @@ def test_scheduler_gives_the_reference_sigmas_and_lands_on_the_grid(animated, st
     assert timesteps.tolist() == TIMESTEPS[steps]
 
 
+def core_model_sampling_discrete(model, sampling):
+    from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
+
+    return ModelSamplingDiscrete().patch(model, sampling, False)[0]
+
+
+@pytest.mark.parametrize("sampling", ["lcm", "eps"])
+def test_a_schedule_replaced_after_the_motion_model_is_refused_before_sampling(animated, conds, sampling):
+    """Core's ModelSamplingDiscrete after ALCM_ApplyMotionModel: SD1.5's scaled_linear betas (and for lcm a 50-step
+    table) instead of the motion model's schedule. Refused by the scheduler and the sampler, naming the fix."""
+    replaced = core_model_sampling_discrete(animated, sampling)
+    with pytest.raises(ValueError, match="replaced after ALCM_ApplyMotionModel.*remove that node"):
+        Scheduler.execute(replaced, 4, 0, 1.0)
+    unets = []
+    replaced.set_model_unet_function_wrapper(lambda apply, args: unets.append(1) or apply(args["input"],
+                                                                                           args["timestep"], **args["c"]))
+    with pytest.raises(ValueError, match="replaced after ALCM_ApplyMotionModel"):
+        ksampler(replaced, conds, torch.zeros(FRAMES, 4, 8, 8))
+    assert unets == []  # refused before any UNet call
+
+
+def test_core_model_sampling_before_the_motion_model_is_replaced_by_its_schedule(animated):
+    path = mm.motion_module_file("animatelcm_t2v", mm.TINY_WIDTH, dtype=torch.float32)
+    before = core_model_sampling_discrete(tiny_sd15_model(), "lcm")
+    model = attach_motion_model(before, load_motion_model_file(str(path), path.name), MOTION_SCALE, "auto")
+    torch.testing.assert_close(Scheduler.execute(model, 4, 0, 1.0).args[0], torch.tensor(SIGMAS[4] + [0.0]),
+                               atol=1e-4, rtol=0)
+
+
+def test_a_50_step_table_on_a_model_without_motion_model_is_refused():
+    with pytest.raises(ValueError, match="50-step table.*remove that node"):
+        Scheduler.execute(core_model_sampling_discrete(tiny_sd15_model(), "lcm"), 4, 0, 1.0)
+
+
 @pytest.mark.parametrize("denoise, timesteps", [(1.0, [999, 749, 499, 249]), (0.5, [499, 379, 249, 129])])
 def test_a_full_run_matches_the_reference_loop(animated, conds, denoise, timesteps):
     latent = torch.zeros(FRAMES, 4, 8, 8) if denoise == 1 else torch.randn(FRAMES, 4, 8, 8, generator=torch.manual_seed(3))
