@@ -11,7 +11,6 @@ import logging
 import weakref
 
 import psutil
-import pytest
 import torch
 
 import comfy.model_management

@@ -17,7 +17,6 @@ from comfy.patcher_extension import WrappersMP
 
 from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler, Scheduler
-from animatelcm.patching.lcm_sampling import animatelcm_sampler
 from animatelcm.devkit import motion_modules as mm
 from animatelcm.devkit.comfy import core_renoise_seed, tiny_sd15_model
 
