@@ -9,8 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .shapes import STARTS
-
-STAGES = ("teacher_image", "teacher_motion", "image", "motion", "direct")
+from .stages import BY_NAME, STAGES
 
 
 @dataclass
@@ -108,15 +107,16 @@ class Config:
         train, model = self.train, self.model
         if train.stage not in STAGES:
             raise ValueError(f"train.stage must be one of {STAGES}, got {train.stage!r}")
-        if train.stage == "teacher_image" and model.backbone != "tiny":
-            raise ValueError("stage teacher_image trains the small proof model from scratch (backbone tiny); an SD1.5 "
+        stage = BY_NAME[train.stage]
+        if stage.trains_base and model.backbone != "tiny":
+            raise ValueError(f"stage {stage.name} trains the small proof model from scratch (backbone tiny); an SD1.5 "
                              "checkpoint is already an image teacher")
-        if train.stage in ("teacher_motion", "image", "motion", "direct") and model.base is None:
-            raise ValueError(f"stage {train.stage} needs model.base (the base image model)")
-        if train.stage in ("motion", "direct") and model.teacher_motion_module is None:
-            raise ValueError(f"stage {train.stage} needs model.teacher_motion_module (the video teacher's)")
-        if train.stage == "motion" and model.lora is None:
-            raise ValueError("stage motion needs model.lora: the spatial LoRA of stage image")
+        if not stage.trains_base and model.base is None:
+            raise ValueError(f"stage {stage.name} needs model.base (the base image model)")
+        if stage.needs_teacher_motion and model.teacher_motion_module is None:
+            raise ValueError(f"stage {stage.name} needs model.teacher_motion_module (the video teacher's)")
+        if stage.lora == "given" and model.lora is None:
+            raise ValueError(f"stage {stage.name} needs model.lora: the spatial LoRA of stage image")
         if train.init not in ("paper", "merged"):
             raise ValueError(f"train.init must be 'paper' or 'merged', got {train.init!r}")
         if train.motion_init not in ("zero", "teacher"):

@@ -1,13 +1,5 @@
-"""One training run of one stage (training/config.py), on one process or many (PyTorch DDP under `torchrun`).
-
-Stages (docs/reference.md, section 6):
-- `teacher_image`, `teacher_motion`: ordinary noise-prediction training of the small proof model's image UNet and of
-  a motion module on it (the video teacher; SD1.5 users have theirs already);
-- `image` (stage 1): consistency distillation of the image teacher into a spatial LoRA; target = EMA of the LoRA;
-- `motion` (stage 2): the motion module alone, on video, against the video teacher; the stage-1 LoRA is in the
-  online model from the start and reaches the target through the EMA (`init = "paper"`), or is in both
-  (`init = "merged"`, the comparison);
-- `direct`: LoRA and motion module together in one stage (the comparison).
+"""One training run of one stage, on one process or many (PyTorch DDP under `torchrun`). What each stage trains, on
+what, against what and what it writes is the table in training/stages.py; the trainer reads it, never a stage's name.
 
 The target's share of the LoRA follows the EMA: the online spatial weights are constant (W + dW), so an EMA of the
 target's weights started at W is W + lambda_n dW with lambda_n = 1 - decay^n; the target runs the same layers with the
@@ -45,6 +37,7 @@ from .lora import SpatialLoRA
 from .models import VideoUNet, motion_width, new_motion_model
 from .sampling import sample
 from .shapes import MovingShapes
+from .stages import BY_NAME
 from .video_folder import VideoFolder
 
 TEACHER_PE_LENGTH = 32  # the teacher's motion module is saved like AnimateDiff v2 (stored 32-frame encoding)
@@ -76,6 +69,7 @@ class Trainer:
     def __init__(self, config: Config):
         self.config = config
         train = config.train
+        self.stage = BY_NAME[train.stage]
         self.rank, self.world, self.device = _distributed()
         self.out = Path(config.output.dir)
         torch.manual_seed(train.seed)  # the same initial weights on every process (DDP also broadcasts them)
@@ -88,7 +82,7 @@ class Trainer:
         self.video_unet = VideoUNet(self.backbone.unet, train.gradient_checkpointing)
         self.alphas_cumprod = NoiseSchedule().alphas_cumprod().to(self.device)
         self.step = 0
-        self.lora_scale = 0.0  # stage motion: the target's share of the LoRA
+        self.lora_scale = 0.0  # a given LoRA (stage motion): the target's share of it
         self._build_models()
         trainable = [p for p in self.online.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=train.learning_rate, weight_decay=train.weight_decay)
@@ -107,50 +101,48 @@ class Trainer:
     # -- models ----------------------------------------------------------------------------------------------------
 
     def _build_models(self) -> None:
-        model, train = self.config.model, self.config.train
-        stage = train.stage
-        self.backbone.unet.requires_grad_(stage == "teacher_image")
+        model, train, stage = self.config.model, self.config.train, self.stage
+        self.backbone.unet.requires_grad_(stage.trains_base)
         if self.backbone.text_encoder is not None:
-            self.backbone.text_encoder.requires_grad_(stage == "teacher_image")
+            self.backbone.text_encoder.requires_grad_(stage.trains_base)
         width = motion_width(self.backbone.unet_config)
         self.teacher_motion = self.lora = self.motion = self.target_motion = None
         if model.teacher_motion_module:
             self.teacher_motion = read_motion_model(model.teacher_motion_module, self.device).requires_grad_(False)
-        if stage in ("image", "motion", "direct"):
+        if stage.lora is not None:
             self.lora = SpatialLoRA(self.backbone.unet, self.backbone.unet_config, model.lora_rank, model.lora_alpha,
                                     model.lora_targets)
-        if stage == "motion":
+        if stage.lora == "given":
             self.lora.load_state_dict(load_file(model.lora))
             for p in self.lora.parameters():
                 p.requires_grad_(False)
             self.lora_scale = 0.0 if train.init == "paper" else 1.0
-        if stage == "teacher_motion":
-            self.motion = new_motion_model(width, self.device, pe_length=TEACHER_PE_LENGTH)
-        elif stage in ("motion", "direct"):
-            self.motion = new_motion_model(width, self.device)
+        if stage.trains_motion:
+            self.motion = (new_motion_model(width, self.device) if stage.distils else
+                           new_motion_model(width, self.device, pe_length=TEACHER_PE_LENGTH))
         if self.motion is not None and train.motion_init == "teacher":
             self.motion.load_state_dict(self.teacher_motion.state_dict(), strict=False)
-            if stage == "teacher_motion":  # a warm restart: the given module is where it starts, not a teacher to keep
+            if not stage.distils:  # a warm restart: the given module is where it starts, not a teacher to keep
                 self.teacher_motion = None
-        if stage in ("motion", "direct"):
+        if stage.ema_motion:
             self.target_motion = new_motion_model(width, self.device).requires_grad_(False)
             self.target_motion.load_state_dict(self.motion.state_dict())
-        self.online = Online(self.video_unet, self.backbone, self.lora, self.motion, stage == "teacher_image")
+        self.online = Online(self.video_unet, self.backbone, self.lora, self.motion, stage.trains_base)
 
     # -- one step --------------------------------------------------------------------------------------------------
 
     def batch(self) -> tuple[torch.Tensor, list[str]]:
         clips = self.data.sample(self.config.train.batch_size, self.generator)
         videos = clips.videos
-        if self.config.train.stage in ("teacher_image", "image"):  # images: one random frame of each clip
+        if self.stage.stills:  # one random frame of each clip
             pick = torch.randint(videos.shape[1], (videos.shape[0],), generator=self.generator)
             videos = videos[torch.arange(videos.shape[0]), pick].unsqueeze(1)
         return self.backbone.encode_video(videos.to(self.device)), clips.captions
 
     def loss(self, x0: torch.Tensor, captions: list[str]) -> torch.Tensor:
-        if self.config.train.stage.startswith("teacher"):
-            return self.diffusion_loss(x0, captions)
-        return self.consistency_loss(x0, captions)
+        if self.stage.distils:
+            return self.consistency_loss(x0, captions)
+        return self.diffusion_loss(x0, captions)
 
     def _noised(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         noise = torch.randn(x0.shape, generator=self.generator).to(x0)
@@ -196,7 +188,7 @@ class Trainer:
         return pseudo_huber(prediction, target, train.huber_c)
 
     def _target_lora(self):
-        if self.config.train.stage == "motion":
+        if self.stage.lora_in_target == "share":
             return self.lora.applied(self.lora_scale)
         return self.lora.applied(1.0, ema=True)
 
@@ -208,12 +200,12 @@ class Trainer:
     def update_targets(self) -> None:
         """The EMA after each optimiser step: LoRA factors (image, direct), motion model (motion, direct), and the
         target's share of the LoRA (motion)."""
-        decay, stage = self.config.train.ema_decay, self.config.train.stage
-        if stage in ("image", "direct"):
+        decay, stage = self.config.train.ema_decay, self.stage
+        if stage.lora_in_target == "ema":
             self.lora.update_ema(decay)
-        if stage in ("motion", "direct"):
+        if stage.ema_motion:
             ema_update(self.target_motion.parameters(), self.motion.parameters(), decay)
-        if stage == "motion":
+        if stage.lora_in_target == "share":
             self.lora_scale = decay * self.lora_scale + (1 - decay) * 1.0
 
     def train_step(self) -> float:
@@ -247,7 +239,7 @@ class Trainer:
             losses.append(self.train_step())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4g}", **({"lora_in_target": f"{self.lora_scale:.3f}"}
-                                                          if config.train.stage == "motion" else {}))
+                                                          if self.stage.lora_in_target == "share" else {}))
             if self.step % config.output.checkpoint_every == 0 and self.step < total:
                 self.save()
             if config.output.sample_every and self.step % config.output.sample_every == 0 and self.step < total:
@@ -271,11 +263,10 @@ class Trainer:
 
     def exports(self) -> dict[str, dict[str, torch.Tensor]]:
         """The released layouts: kohya LoRA, AnimateLCM/AnimateDiff motion module; the tiny proof base model."""
-        stage = self.config.train.stage
         files = {}
-        if stage in ("image", "direct"):
+        if "lora" in self.stage.exports:
             files[LORA_FILE] = self.lora.state_dict()
-        if stage in ("teacher_motion", "motion", "direct"):
+        if "motion" in self.stage.exports:
             files[MOTION_FILE] = {k: v.detach().cpu().contiguous() for k, v in self.motion.state_dict().items()}
         return files
 
@@ -289,7 +280,7 @@ class Trainer:
         _atomic(self.out / STATE, lambda path: torch.save(state, path))
         for name, weights in self.exports().items():
             _atomic(self.out / name, lambda path, w=weights: save_file(w, str(path)))
-        if self.config.train.stage == "teacher_image":
+        if "base" in self.stage.exports:
             _atomic(self.out / BASE_FILE, lambda path: save_tiny_backbone(self.backbone, path))
 
     def load_state(self, path: Path) -> None:
@@ -311,9 +302,9 @@ class Trainer:
         sampler (no guidance), teachers with DDIM 25 steps and guidance."""
         if self.rank != 0:
             return []
-        output, stage = self.config.output, self.config.train.stage
-        student = not stage.startswith("teacher")
-        frames = 1 if stage in ("teacher_image", "image") else self.config.data.frames
+        output = self.config.output
+        student = self.stage.distils
+        frames = 1 if self.stage.stills else self.config.data.frames
         captions = list(output.sample_captions)
         side = self.config.data.size // self.backbone.downscale
         noise = torch.randn(len(captions), frames, self.backbone.channels, side, side,
