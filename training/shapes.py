@@ -2,7 +2,7 @@
 
 Each clip is one filled shape of one saturated colour on black, sliding in a straight line, captioned
 "a {colour} {shape} moving {direction}". 3 shapes x 3 colours x 4 directions = 36 prompts, small enough to generate a
-video for every prompt and check it with a classifier (training/evaluation.py), and a tiny word-level text encoder
+video for every prompt and check it with a classifier (training/proof/evaluation.py), and a tiny word-level text encoder
 covers the whole VOCABULARY.
 """
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from animatelcm.training.evaluation import (ClipClassifier, clip_embeddings, frechet_distance, prompt_accuracy,
-                                           temporal_consistency, train_classifier)
+from animatelcm.training.proof.evaluation import (ClipClassifier, clip_embeddings, frechet_distance, prompt_accuracy,
+                                                 temporal_consistency, train_classifier)
 from animatelcm.training.shapes import MovingShapes
 
 DATASET = MovingShapes(frames=8, size=16)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .shapes import BACKGROUND, COLOURS, DIRECTIONS, SHAPES, MovingShapes
+from ..shapes import BACKGROUND, COLOURS, DIRECTIONS, SHAPES, MovingShapes
 
 EVAL_BATCH = 256
 
