@@ -18,11 +18,11 @@ import av
 from animatelcm.devkit.videos import decoded_frames
 from animatelcm.devkit.workflows import ROOT, WORKFLOWS, strip_meta
 
-from .conftest import NOT_A_MOTION_MODULE
+from .conftest import NOT_A_MOTION_MODULE, SIZE
 
 SCRIPT = ROOT / "cli" / "batch_queue.py"
 T2V = WORKFLOWS / "api" / "animatelcm_text_to_video.json"
-FRAMES, SIZE, STEPS = 8, 64, 2  # small and few steps: each job takes some seconds on CPU
+FRAMES, STEPS = 4, 2  # few frames and steps: each job takes some seconds on CPU
 
 
 def run_client(server_url, *args, timeout=600):

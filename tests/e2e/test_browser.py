@@ -18,6 +18,8 @@ from animatelcm.devkit.server import PACK_FOLDER
 from animatelcm.devkit.workflows import WORKFLOWS as WORKFLOWS_DIR
 from animatelcm.devkit.workflows import api_twin, strip_meta, ui_workflows
 
+from .conftest import SIZE
+
 WORKFLOWS = ui_workflows()
 TEXT_TO_VIDEO = WORKFLOWS_DIR / "animatelcm_text_to_video.json"
 MISSING = chromium.missing()
@@ -212,14 +214,14 @@ def test_text_to_video_run_plays_in_the_browser(page, server):
     assert page.js("return window.__alcm.missingTypes()") == []
     sizes = page.js("""
         const node = app.graph.nodes.find(n => n.type === 'EmptyLatentImage');
-        for (const [name, value] of [['width', 64], ['height', 64], ['batch_size', 8]]) {
+        for (const [name, value] of [['width', arguments[0]], ['height', arguments[0]], ['batch_size', 8]]) {
           const widget = node.widgets.find(w => w.name === name);
           widget.value = value;
           widget.callback?.(value);
         }
         app.graph.setDirtyCanvas(true, true);
-        return Object.fromEntries(node.widgets.map(w => [w.name, w.value]));""")
-    assert sizes == {"width": 64, "height": 64, "batch_size": 8}
+        return Object.fromEntries(node.widgets.map(w => [w.name, w.value]));""", SIZE)
+    assert sizes == {"width": SIZE, "height": SIZE, "batch_size": 8}
     output_format = page.js("""
         const node = app.graph.nodes.find(n => /SaveVideo$/.test(n.type));
         return node.widgets.find(w => w.name === 'format')?.value ?? 'mp4';""")
@@ -250,7 +252,7 @@ def test_text_to_video_run_plays_in_the_browser(page, server):
         return {canPlay: v.canPlayType('video/mp4; codecs="avc1.42E01E"'),
                 mediaSource: window.MediaSource?.isTypeSupported('video/mp4; codecs="avc1.42E01E"')};""")
     assert "error" not in shown, f"Chromium could not play {shown}; its H.264 support: {codecs}"
-    assert shown["readyState"] >= 2 and (shown["width"], shown["height"]) == (64, 64), shown
+    assert shown["readyState"] >= 2 and (shown["width"], shown["height"]) == (SIZE, SIZE), shown
     query = urllib.parse.parse_qs(urllib.parse.urlparse(shown["src"]).query)
     output = server.output_dir / query.get("subfolder", [""])[0] / query["filename"][0]
     assert output.is_file(), shown["src"]
@@ -305,7 +307,7 @@ def _visible(css: str):
     return lambda driver: _displayed(driver, css)
 
 
-def _assert_no_dialog_appears(page, seconds: float = 5) -> None:
+def _assert_no_dialog_appears(page, seconds: float = 3) -> None:
     """No dialog (missing nodes, missing models, an error) opens after a load; a dialog renders on the next frames,
     well within `seconds` (the missing-nodes guard test shows it does)."""
     from selenium.common.exceptions import TimeoutException

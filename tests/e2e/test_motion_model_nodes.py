@@ -7,7 +7,7 @@ from animatelcm.devkit.server import PromptError
 import numpy as np
 from PIL import Image
 
-from .conftest import CHECKPOINT, I2V_MOTION_MODEL, LORA, MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL
+from .conftest import CHECKPOINT, I2V_MOTION_MODEL, LORA, MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL, SIZE
 
 NODE_IDS = {"ALCM_LoadMotionModel": ["model_name"],
             "ALCM_ApplyMotionModel": ["model", "motion_model", "motion_scale", "beta_schedule"]}
@@ -24,7 +24,7 @@ def animated_prompt(frames=16, motion_model=MOTION_MODEL, prefix="e2e/frames"):
             "model": ["lora", 0], "motion_model": ["motion", 0], "motion_scale": 1.0, "beta_schedule": "auto"}},
         "pos": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["lora", 1], "text": "a boat on a stormy sea"}},
         "neg": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["lora", 1], "text": ""}},
-        "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": frames}},
+        "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": frames}},
         "sample": {"class_type": "KSampler", "inputs": {
             "model": ["apply", 0], "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["latent", 0],
             "seed": 3, "steps": 4, "cfg": 1.0, "sampler_name": "lcm", "scheduler": "simple", "denoise": 1.0}},
@@ -73,7 +73,7 @@ def test_two_motion_models_on_one_checkpoint_in_one_prompt(server):
         "model": ["ckpt", 0], "motion_model": ["motion2", 0], "motion_scale": 1.0, "beta_schedule": "auto"}}
     prompt["sample"] = {"class_type": "ALCM_KSampler", "inputs": {
         "model": ["apply", 0], "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["latent", 0],
-        "seed": 5, "steps": 4, "cfg": 1.0, "denoise": 1.0}}
+        "seed": 5, "steps": 2, "cfg": 1.0, "denoise": 1.0}}
     prompt["sample2"] = dict(prompt["sample"], inputs=dict(prompt["sample"]["inputs"], model=["apply2", 0]))
     prompt["decode2"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sample2", 0], "vae": ["ckpt", 2]}}
     prompt["save2"] = {"class_type": "SaveImage", "inputs": {"images": ["decode2", 0], "filename_prefix": "e2e/second"}}

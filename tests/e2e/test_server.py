@@ -7,7 +7,7 @@ from PIL import Image
 
 from animatelcm.devkit.server import PromptError
 
-from .conftest import CHECKPOINT
+from .conftest import CHECKPOINT, SIZE
 
 
 def text_to_image(checkpoint: str, prefix: str) -> dict:
@@ -16,7 +16,7 @@ def text_to_image(checkpoint: str, prefix: str) -> dict:
         "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
         "pos": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["ckpt", 1], "text": "a red fox in the snow"}},
         "neg": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["ckpt", 1], "text": ""}},
-        "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": 1}},
         "sample": {"class_type": "KSampler", "inputs": {
             "model": ["ckpt", 0], "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["latent", 0],
             "seed": 7, "steps": 4, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
@@ -31,7 +31,7 @@ def test_fixture_checkpoint_renders_an_image_through_stock_nodes(server):
     [image] = history["outputs"]["save"]["images"]
     assert (server.output_dir / image["subfolder"] / image["filename"]).is_file()
     picture = Image.open(io.BytesIO(server.view(image["filename"], image["subfolder"])))
-    assert picture.size == (64, 64)
+    assert picture.size == (SIZE, SIZE)
     assert {e["type"] for e in server.events} >= {"execution_start", "executing", "progress", "execution_success"}
 
 

@@ -10,6 +10,8 @@ from PIL import Image, ImageSequence
 
 from animatelcm.devkit.server import PromptError
 
+from .conftest import SIZE
+
 # Frame i of the uploaded GIF is one solid colour, so order survives every format and can be read back.
 COLOURS = [(230, 20, 20), (20, 230, 20), (20, 20, 230), (230, 230, 20), (20, 230, 230), (230, 20, 230)]
 
@@ -107,7 +109,7 @@ def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(server):
     (server.base_dir / "input" / "broken.mp4").write_bytes(b"\x00not a video" * 100)
     with pytest.raises(PromptError, match="broken.mp4: OpenCV cannot open it as a video"):
         server.run(load_prompt("broken.mp4"))
-    latent_without_vae = {"latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64,
+    latent_without_vae = {"latent": {"class_type": "EmptyLatentImage", "inputs": {"width": SIZE, "height": SIZE,
                                                                                   "batch_size": 2}},
                           "save": {**load_prompt("x")["save"]}}
     latent_without_vae["save"]["inputs"] = {**latent_without_vae["save"]["inputs"], "images": ["latent", 0]}

@@ -9,14 +9,16 @@ import pytest
 from PIL import Image
 
 from animatelcm.devkit.server import ComfyServer, PromptError
-from animatelcm.devkit.videos import decoded_frames, write_input_image
+from animatelcm.devkit.videos import write_input_image
 from animatelcm.devkit.workflows import WORKFLOWS as WORKFLOWS_DIR
 from animatelcm.devkit.workflows import api_twin, is_widget, strip_meta, ui_to_api, ui_workflows
 
-from .conftest import INPUT_IMAGE, svd_models
+from .conftest import I2V_SIZE, INPUT_IMAGE, SIZE, svd_models
 
 WORKFLOWS = ui_workflows()
-ON_ITS_OWN_SERVER = {"animatelcm_svd_xt"}  # full-size SVD-xt needs the memory of a server of its own: test_svd.py
+# Run by tests of their own below: SVD-xt on a server of its own (full size, it needs the memory), text- and
+# image-to-video also checking the settings they ship with.
+OWN_TEST = {"animatelcm_svd_xt", "animatelcm_text_to_video", "animatelcm_image_to_video"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -41,32 +43,32 @@ def test_ui_workflow_is_valid_and_converts_to_its_api_twin(server, path):
 
 
 def small(prompt: dict) -> dict:
-    """The same graph at test size: 64 px and 8 frames (512 px and 16 frames are for real use); with context windows
+    """The same graph at test size (SIZE, 8 frames; 512 px and 16 frames are for real use); with context windows
     12 frames in windows of 8, so that the windows really run."""
     prompt = copy.deepcopy(prompt)
     frames = frames_at_test_size(prompt)
     for node in prompt.values():
         inputs = node["inputs"]
         if node["class_type"] == "EmptyLatentImage":
-            inputs.update(width=64, height=64)
+            inputs.update(width=SIZE, height=SIZE)
             if not isinstance(inputs["batch_size"], list):  # linked: the loaded video's frame count
                 inputs["batch_size"] = frames
         elif node["class_type"] == "ALCM_LoadVideo":
-            inputs.update(custom_width=64, custom_height=64 if inputs["custom_height"] else 0, frame_load_cap=frames)
+            inputs.update(custom_width=SIZE, custom_height=SIZE if inputs["custom_height"] else 0, frame_load_cap=frames)
         elif node["class_type"] == "ALCM_ContextOptions":
             inputs.update(context_length=8, context_overlap=2)
         elif node["class_type"] == "ALCM_PromptSchedule":
             inputs["frame_count"] = frames
         elif node["class_type"] == "ALCM_ImageToVideo":
-            inputs.update(width=64, height=64, frames=frames)
+            inputs.update(width=I2V_SIZE, height=I2V_SIZE, frames=frames)
         elif node["class_type"] == "SVD_img2vid_Conditioning":
-            inputs.update(width=64, height=64, video_frames=frames)
+            inputs.update(width=SIZE, height=SIZE, video_frames=frames)
     return prompt
 
 
 def frames_at_test_size(prompt: dict) -> int:
     classes = {node["class_type"] for node in prompt.values()}
-    return 14 if "SVD_img2vid_Conditioning" in classes else 12 if "ALCM_ContextOptions" in classes else 8
+    return 6 if "SVD_img2vid_Conditioning" in classes else 12 if "ALCM_ContextOptions" in classes else 8
 
 
 def read_back(path):
@@ -79,9 +81,9 @@ def read_back(path):
         return image.n_frames, 1000 / image.info["duration"], path.suffix[1:]
 
 
-@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.stem not in ON_ITS_OWN_SERVER], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.stem not in OWN_TEST], ids=lambda p: p.stem)
 def test_api_twin_runs_end_to_end_and_saves_what_its_save_node_says(server, path):
-    runs_and_saves_what_its_save_node_says(server, path)
+    runs_and_saves_what_its_save_node_says(server, small(strip_meta(api_twin(path))))
 
 
 @pytest.fixture(scope="module")
@@ -97,15 +99,15 @@ def svd_server(server, tmp_path_factory):
 
 
 def test_svd_xt_api_twin_runs_end_to_end_on_its_own_server(svd_server):
-    prompt = runs_and_saves_what_its_save_node_says(svd_server, WORKFLOWS_DIR / "animatelcm_svd_xt.json")
+    prompt = small(strip_meta(api_twin(WORKFLOWS_DIR / "animatelcm_svd_xt.json")))
+    runs_and_saves_what_its_save_node_says(svd_server, prompt)
     assert prompt["6"]["inputs"]["steps"] == 4 and prompt["7"]["class_type"] == "ALCM_Sampler"
     progress = [e["data"]["value"] for e in svd_server.events if e["type"] == "progress" and e["data"]["node"] == "8"]
     assert progress == [1, 2, 3, 4]
 
 
-def runs_and_saves_what_its_save_node_says(server, path) -> dict:
-    """Runs the workflow's API twin at test size; each ALCM_SaveVideo output has the frames, codec and rate asked."""
-    prompt = small(strip_meta(api_twin(path)))
+def runs_and_saves_what_its_save_node_says(server, prompt: dict) -> dict:
+    """Runs a workflow's API twin at test size; each ALCM_SaveVideo output has the frames, codec and rate asked."""
     history = server.run(prompt)
     saves = {node_id: node["inputs"] for node_id, node in prompt.items() if node["class_type"] == "ALCM_SaveVideo"}
     assert saves, "every shipped workflow saves its result with ALCM_SaveVideo"
@@ -120,50 +122,43 @@ def runs_and_saves_what_its_save_node_says(server, path) -> dict:
         assert count == (2 * frames - 2 if inputs["pingpong"] else frames)
         expected_rate = 8.0 if isinstance(inputs["frame_rate"], list) else inputs["frame_rate"]  # linked: 8 fps video
         assert rate == pytest.approx(expected_rate, rel=0.05)
-    return prompt
+    return history
 
 
-def test_text_to_video_api_workflow_writes_a_16_frame_video_and_repeats_exactly(server):
-    prompt = copy.deepcopy(strip_meta(api_twin(next(p for p in WORKFLOWS if p.stem == "animatelcm_text_to_video"))))
-    prompt["7"]["inputs"].update(width=64, height=64)  # 512 px is for real use; the fixture models give noise anyway
+def test_text_to_video_api_workflow_runs_with_its_shipped_settings_and_repeats_exactly(server):
+    shipped = strip_meta(api_twin(WORKFLOWS_DIR / "animatelcm_text_to_video.json"))
+    assert shipped["7"]["inputs"]["batch_size"] == 16 and shipped["8"]["inputs"]["steps"] == 4
+    prompt = small(shipped)
     # H.264 is lossy (and x264's threads do not encode identically twice): compare the decoded frames losslessly.
     prompt["frames"] = {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "e2e/t2v"}}
     runs = []
     for run in range(2):
-        history = server.run(prompt)
+        history = runs_and_saves_what_its_save_node_says(server, prompt)
         cached = {node for e in server.events if e["type"] == "execution_cached" for node in e["data"]["nodes"]}
         assert "8" not in cached, "the sampler came from the cache: the repeat proves nothing"
         progress = [e["data"]["value"] for e in server.events if e["type"] == "progress" and e["data"]["node"] == "8"]
         assert progress == [1, 2, 3, 4] and server.previews >= 4
-        [video] = history["outputs"]["11"]["images"]
-        path = server.output_dir / video["subfolder"] / video["filename"]
-        assert path.suffix == ".mp4"
-        frames = decoded_frames(path)
-        assert len(frames) == 16 and frames[0].shape == (64, 64, 3)
         runs.append([np.array(Image.open(server.output_dir / i["subfolder"] / i["filename"]))
                      for i in history["outputs"]["frames"]["images"]])
         server.free()
     first, second = runs
-    assert len(first) == 16 and all(np.array_equal(a, b) for a, b in zip(first, second))
-    assert not np.array_equal(first[0], first[15])
+    assert len(first) == frames_at_test_size(prompt) and first[0].shape == (SIZE, SIZE, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not np.array_equal(first[0], first[-1])
 
 
-def test_image_to_video_api_workflow_writes_a_16_frame_video(server):
-    prompt = strip_meta(api_twin(next(p for p in WORKFLOWS if p.stem == "animatelcm_image_to_video")))
-    assert prompt["8"]["inputs"]["frames"] == 16 and prompt["9"]["inputs"]["steps"] == 4
-    assert prompt["9"]["inputs"]["cfg"] == 1.0
-    prompt["8"]["inputs"].update(width=64, height=64)
-    history = server.run(prompt)
+def test_image_to_video_api_workflow_runs_with_its_shipped_settings(server):
+    shipped = strip_meta(api_twin(WORKFLOWS_DIR / "animatelcm_image_to_video.json"))
+    assert shipped["8"]["inputs"]["frames"] == 16 and shipped["9"]["inputs"]["steps"] == 4
+    assert shipped["9"]["inputs"]["cfg"] == 1.0
+    runs_and_saves_what_its_save_node_says(server, small(shipped))
     progress = [e["data"]["value"] for e in server.events if e["type"] == "progress" and e["data"]["node"] == "9"]
     assert progress == [1, 2, 3, 4]
-    [video] = history["outputs"]["12"]["images"]
-    frames = decoded_frames(server.output_dir / video["subfolder"] / video["filename"])
-    assert len(frames) == 16 and frames[0].shape == (64, 64, 3)
 
 
 def test_a_long_sampling_run_can_be_interrupted(server):
     prompt = copy.deepcopy(strip_meta(api_twin(next(p for p in WORKFLOWS if p.stem == "animatelcm_text_to_video"))))
-    prompt["7"]["inputs"].update(width=64, height=64)
+    prompt["7"]["inputs"].update(width=SIZE, height=SIZE)
     prompt["8"]["inputs"].update(steps=50, seed=99)
 
     def interrupt_at_first_step(event):
