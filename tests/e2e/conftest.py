@@ -22,7 +22,7 @@ CONTROLNET = "control_v11p_sd15_canny_fp16.safetensors"  # the name the ControlN
 I2V_LORA = "AnimateLCM_sd15_i2v_lora.safetensors"
 INPUT_IMAGE = "animatelcm_input.png"  # the name the image-to-video workflows use
 SVD_CHECKPOINT = "svd_xt.safetensors"  # Stability's SVD-xt, as the SVD workflow names it
-# Test size, where the size is not what a test is about: the smallest every node runs at (4x4 latents through the
+# Test size, where the size is not what a test is about: small, and every node runs at it (4x4 latents through the
 # UNet's three downsamplings; ALCM_ImageToVideo starts at 64). 512 px is for real use; on CPU, pixels cost minutes.
 SIZE = 32
 I2V_SIZE = 64

@@ -307,7 +307,7 @@ def _visible(css: str):
     return lambda driver: _displayed(driver, css)
 
 
-def _assert_no_dialog_appears(page, seconds: float = 3) -> None:
+def _assert_no_dialog_appears(page, seconds: float = 5) -> None:
     """No dialog (missing nodes, missing models, an error) opens after a load; a dialog renders on the next frames,
     well within `seconds` (the missing-nodes guard test shows it does)."""
     from selenium.common.exceptions import TimeoutException

@@ -24,7 +24,8 @@ def test_main_job_uses_placed_files_and_keeps_every_video(server, tmp_path):
         (models / folder).mkdir(parents=True)
         (models / folder / name).symlink_to(source)
     command = [sys.executable, str(ROOT / "scripts" / "main_job.py"), "--models", str(models), "--checkpoint",
-               "my_sd15.safetensors", "--size", str(SIZE), "--frames", "4", "--steps", "2", "--output", str(tmp_path / "videos")]
+               "my_sd15.safetensors", "--size", str(SIZE), "--frames", "4", "--steps", "2",
+               "--output", str(tmp_path / "videos")]
     for run in range(2):
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr

@@ -43,8 +43,8 @@ def test_ui_workflow_is_valid_and_converts_to_its_api_twin(server, path):
 
 
 def small(prompt: dict) -> dict:
-    """The same graph at test size (SIZE, 8 frames; 512 px and 16 frames are for real use); with context windows
-    12 frames in windows of 8, so that the windows really run."""
+    """The same graph at test size (SIZE px, 8 frames, 6 for SVD-xt; 512 px and 16 frames are for real use); with
+    context windows 12 frames in windows of 8, so that the windows really run."""
     prompt = copy.deepcopy(prompt)
     frames = frames_at_test_size(prompt)
     for node in prompt.values():
@@ -54,7 +54,8 @@ def small(prompt: dict) -> dict:
             if not isinstance(inputs["batch_size"], list):  # linked: the loaded video's frame count
                 inputs["batch_size"] = frames
         elif node["class_type"] == "ALCM_LoadVideo":
-            inputs.update(custom_width=SIZE, custom_height=SIZE if inputs["custom_height"] else 0, frame_load_cap=frames)
+            inputs.update(custom_width=SIZE, custom_height=SIZE if inputs["custom_height"] else 0,
+                          frame_load_cap=frames)
         elif node["class_type"] == "ALCM_ContextOptions":
             inputs.update(context_length=8, context_overlap=2)
         elif node["class_type"] == "ALCM_PromptSchedule":
@@ -107,7 +108,7 @@ def test_svd_xt_api_twin_runs_end_to_end_on_its_own_server(svd_server):
 
 
 def runs_and_saves_what_its_save_node_says(server, prompt: dict) -> dict:
-    """Runs a workflow's API twin at test size; each ALCM_SaveVideo output has the frames, codec and rate asked."""
+    """Runs a workflow's API twin (made `small`); each ALCM_SaveVideo output has the frames, codec and rate asked."""
     history = server.run(prompt)
     saves = {node_id: node["inputs"] for node_id, node in prompt.items() if node["class_type"] == "ALCM_SaveVideo"}
     assert saves, "every shipped workflow saves its result with ALCM_SaveVideo"
@@ -157,7 +158,7 @@ def test_image_to_video_api_workflow_runs_with_its_shipped_settings(server):
 
 
 def test_a_long_sampling_run_can_be_interrupted(server):
-    prompt = copy.deepcopy(strip_meta(api_twin(next(p for p in WORKFLOWS if p.stem == "animatelcm_text_to_video"))))
+    prompt = strip_meta(api_twin(WORKFLOWS_DIR / "animatelcm_text_to_video.json"))
     prompt["7"]["inputs"].update(width=SIZE, height=SIZE)
     prompt["8"]["inputs"].update(steps=50, seed=99)
 
