@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from animatelcm.devkit.comfy import ROOT, comfyui_path
 
 TOML = """
@@ -39,16 +41,22 @@ def train(tmp_path, stage, base=None, launcher=()):
     return out, result
 
 
-def test_a_config_file_trains_a_stage_and_reports_it(tmp_path):
-    out, result = train(tmp_path, "teacher_image")
+@pytest.fixture(scope="module")
+def teacher_image(tmp_path_factory):
+    """One teacher_image run from a config file: its report is tested, and its base model starts the DDP run."""
+    return train(tmp_path_factory.mktemp("cli"), "teacher_image")
+
+
+def test_a_config_file_trains_a_stage_and_reports_it(teacher_image):
+    out, result = teacher_image
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["steps"] == 2 and report["samples_per_second"] > 0
     assert (out / "base.safetensors").is_file() and (out / "state.pt").is_file()
     assert "teacher_image: 2 steps" in result.stderr and "over 1 process(es)" in result.stderr
 
 
-def test_torchrun_trains_with_two_ddp_processes(tmp_path):
-    out, _ = train(tmp_path, "teacher_image")
+def test_torchrun_trains_with_two_ddp_processes(tmp_path, teacher_image):
+    out, _ = teacher_image
     run, result = train(tmp_path, "image", base=out / "base.safetensors",
                         launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
     assert "over 2 process(es)" in result.stderr
