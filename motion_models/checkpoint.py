@@ -30,6 +30,8 @@ KINDS_BY_PE_LENGTH = {None: "animatelcm_t2v", 24: "animatediff_v1", 32: "animate
 LORA_KEY = re.compile(r"lora_down|lora_up|lora_unet_|[._]lora[._]")
 _DOWN_LEVEL_KEY = re.compile(r"down_blocks\.(\d+)\.motion_modules\.")
 SHOWN = 3  # keys quoted in an error message
+# A SparseCtrl file holds motion modules too, beside its ControlNet's condition embedding and zero convs.
+SPARSECTRL_KEYS = ("controlnet_cond_embedding.", "controlnet_down_blocks.", "controlnet_mid_block.")
 
 
 class MotionModelFormatError(ValueError):
@@ -149,6 +151,10 @@ def _reject_other_files(state_dict: dict[str, torch.Tensor], name: str) -> None:
     if full := [k for k in state_dict if k.startswith("model.diffusion_model.")]:
         raise MotionModelFormatError(f"{name}: this is a full Stable Diffusion checkpoint (keys such as "
                                      f"{quote_keys(full)}), not a motion module: load it with Load Checkpoint")
+    if sparse := [k for k in state_dict if k.startswith(SPARSECTRL_KEYS)]:
+        raise MotionModelFormatError(f"{name}: this is a SparseCtrl model (keys such as {quote_keys(sparse)}), not a "
+                                     "motion module: put it in models/controlnet and load it with Load AnimateLCM "
+                                     "SparseCtrl (ALCM_LoadSparseCtrl)")
     if hotshot := [k for k in state_dict if "temporal_attentions" in k]:
         raise MotionModelFormatError(f"{name}: this is a HotshotXL (SDXL) motion module (keys such as "
                                      f"{quote_keys(hotshot)}); expected an SD1.5 motion module (AnimateLCM or "

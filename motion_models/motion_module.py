@@ -241,11 +241,12 @@ def _level(count: int, channels: int, **kwargs) -> nn.Module:
 
 class MotionModel(nn.Module):
     """All motion modules of one checkpoint: 2 per down level, 1 in the mid block (not in AnimateDiff v1),
-    3 per up level.
+    3 per up level (none in SparseCtrl, whose ControlNet is the UNet's encoder half).
 
     Args:
         width: channels per UNet level, highest resolution first; SD1.5 is (320, 640, 1280, 1280).
         mid_block: whether there is a mid-block module.
+        up_blocks: whether there are up-level modules.
         pe_length: length of the position encoding the checkpoint stores (AnimateDiff v1: 24, v2/v3: 32), or None
             when it is computed in code (AnimateLCM, 64 frames).
         image_encoder: whether the checkpoint carries the AnimateLCM-I2V adapter (`img_encoder.*` keys): it is then
@@ -256,14 +257,15 @@ class MotionModel(nn.Module):
 
     def __init__(self, width: tuple[int, ...] = FULL_WIDTH, mid_block: bool = True, pe_length: int | None = None,
                  image_encoder: bool = False, operations: Operations = nn, dtype: torch.dtype | None = None,
-                 device: torch.device | str | None = None, attention: AttentionFn = attention_sdpa):
+                 device: torch.device | str | None = None, attention: AttentionFn = attention_sdpa,
+                 up_blocks: bool = True):
         super().__init__()
         kwargs = {"pe_length": pe_length or COMPUTED_PE_LENGTH, "pe_stored": pe_length is not None,
                   "operations": operations, "dtype": dtype, "device": device, "attention": attention}
         self.max_frames = kwargs["pe_length"]
         self.down_blocks = nn.ModuleList(_level(DOWN_MODULES, c, **kwargs) for c in width)
         self.mid_block = _level(1, width[-1], **kwargs) if mid_block else None
-        self.up_blocks = nn.ModuleList(_level(UP_MODULES, c, **kwargs) for c in reversed(width))
+        self.up_blocks = nn.ModuleList(_level(UP_MODULES, c, **kwargs) for c in reversed(width) if up_blocks)
         # Named as in the checkpoint (`img_encoder.*`); read it as `image_encoder`. Imported here because the
         # encoder module builds on this one (its position encoding).
         from .image_encoder import ImageEncoder

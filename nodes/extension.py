@@ -11,6 +11,7 @@ from .prompt_schedule import PromptSchedule
 from .svd import LoadSVDUNet
 from .svd_sampling import SVDScheduler
 from .sampling import KSampler, Sampler, Scheduler
+from .sparse_control import ApplySparseCtrl, LoadSparseCtrl
 from .types import MOTION_MODELS, register_model_folder
 from .video import LoadVideo, SaveVideo
 
@@ -21,4 +22,5 @@ register_model_folder(MOTION_MODELS)
 class AnimateLCMExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [LoadMotionModel, ApplyMotionModel, ImageToVideo, ContextOptions, PromptSchedule, ApplyVideoControlNet,
-                Scheduler, Sampler, KSampler, SaveVideo, LoadVideo, ColorMatch, LoadSVDUNet, SVDScheduler]
+                Scheduler, Sampler, KSampler, SaveVideo, LoadVideo, ColorMatch, LoadSVDUNet, SVDScheduler, LoadSparseCtrl,
+                ApplySparseCtrl]

@@ -11,6 +11,9 @@ MOTION_MODELS = "animatediff_models"
 # The MOTION_MODEL socket; the model itself is motion_models.MotionModel.
 MotionModelSocket = io.Custom("MOTION_MODEL")
 
+# The SPARSECTRL socket: a SparseCtrl model only ALCM_ApplySparseCtrl can run (it needs the frame count of each call).
+SparseCtrlSocket = io.Custom("SPARSECTRL")
+
 
 def register_model_folder(name: str) -> None:
     """Add models/<name> (keeping paths other packs or extra_model_paths.yaml added) with the checkpoint extensions.

@@ -80,11 +80,15 @@ class VideoControl:
         """The stock control set to these hints, kept while consecutive calls (cond, uncond) share the window."""
         if self._window[0] != hint_indices:
             self._release_window()
-            stock = self.control.copy().set_cond_hint(self.hints[list(hint_indices)], self.strength,
-                                                      self.timestep_percent_range, vae=self.vae)
+            stock = self._hinted(self.control.copy(), hint_indices)
             stock.pre_run(*self._sampling)
             self._window = (hint_indices, stock)
         return self._window[1]
+
+    def _hinted(self, stock, hint_indices: tuple[int, ...]):
+        """A fresh copy of the stock control, given the hints of one window."""
+        return stock.set_cond_hint(self.hints[list(hint_indices)], self.strength, self.timestep_percent_range,
+                                   vae=self.vae)
 
     @staticmethod
     def _masked(control: dict, mask: torch.Tensor) -> dict:
@@ -131,8 +135,7 @@ class VideoControl:
     def deepclone_multigpu(self, load_device, autoregister: bool = False):
         """This control for another GPU of a multi-GPU run: the same hints over the stock control's own deep clone
         for that device. Core links the clones' previous controls per device itself."""
-        clone = VideoControl(self.control.deepclone_multigpu(load_device), self.hints, self.strength,
-                             self.timestep_percent_range, self.vae, self.mask, self.spread)
+        clone = self._over(self.control.deepclone_multigpu(load_device))
         if autoregister:
             self.multigpu_clones[load_device] = clone
         return clone
@@ -151,24 +154,33 @@ class VideoControl:
         return self
 
     def copy(self):
-        return VideoControl(self.control, self.hints, self.strength, self.timestep_percent_range, self.vae,
-                            self.mask, self.spread)
+        return self._over(self.control)
+
+    def _over(self, control) -> "VideoControl":
+        """This control's settings over another stock control (itself, or its clone for another GPU)."""
+        return VideoControl(control, self.hints, self.strength, self.timestep_percent_range, self.vae, self.mask,
+                            self.spread)
 
 
-def apply_video_controlnet(positive, negative, control_net, images, strength, start_percent, end_percent, spread,
-                           vae=None, mask=None):
-    """Both conditionings get one VideoControl per previous control, shared, so cond and uncond still batch."""
-    hints = images[..., :3].movedim(-1, 1)  # IMAGE [N, H, W, C] -> [N, 3, H, W]; an alpha channel is not a hint
-    if mask is not None and mask.ndim == 2:
-        mask = mask.unsqueeze(0)
+def attach_controls(positive, negative, make_control) -> list:
+    """Both conditionings get one control per previous control (`make_control(previous)`), shared, so cond and
+    uncond still batch."""
     controls, out = {}, []
     for conditioning in (positive, negative):
         entries = []
         for embedding, options in conditioning:
             previous = options.get("control")
             if previous not in controls:
-                controls[previous] = VideoControl(control_net, hints, strength, (start_percent, end_percent), vae,
-                                                  mask, spread).set_previous_controlnet(previous)
+                controls[previous] = make_control(previous)
             entries.append([embedding, {**options, "control": controls[previous], "control_apply_to_uncond": False}])
         out.append(entries)
     return out
+
+
+def apply_video_controlnet(positive, negative, control_net, images, strength, start_percent, end_percent, spread,
+                           vae=None, mask=None):
+    hints = images[..., :3].movedim(-1, 1)  # IMAGE [N, H, W, C] -> [N, 3, H, W]; an alpha channel is not a hint
+    if mask is not None and mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    return attach_controls(positive, negative, lambda previous: VideoControl(
+        control_net, hints, strength, (start_percent, end_percent), vae, mask, spread).set_previous_controlnet(previous))

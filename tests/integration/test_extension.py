@@ -33,5 +33,6 @@ def test_entrypoint_returns_the_extension_with_v3_nodes():
                                                       "ALCM_SaveVideo", "ALCM_LoadVideo", "ALCM_ContextOptions",
                                                       "ALCM_PromptSchedule", "ALCM_ApplyVideoControlNet",
                                                       "ALCM_ImageToVideo", "ALCM_ColorMatch",
-                                                      "ALCM_LoadSVDUNet", "ALCM_SVDScheduler"}
+                                                      "ALCM_LoadSVDUNet", "ALCM_SVDScheduler",
+                                                      "ALCM_LoadSparseCtrl", "ALCM_ApplySparseCtrl"}
     assert all(schema.category.startswith("AnimateLCM") for schema in schemas)
