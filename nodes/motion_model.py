@@ -47,7 +47,9 @@ class ApplyMotionModel(io.ComfyNode):
                 io.Combo.Input("beta_schedule", options=list(BETA_SCHEDULE_CHOICES), default="auto",
                                tooltip="auto: the schedule the motion model was trained with (linear betas "
                                        "0.00085-0.012, to 0.014 for AnimateLCM-I2V), plus the LCM boundary "
-                                       "conditions for AnimateLCM models."),
+                                       "conditions for AnimateLCM models: the faithful one. community: SD1.5's "
+                                       "scaled_linear betas with LCM boundary conditions and a 50-point grid (4 "
+                                       "steps: 999, 759, 499, 259), what most shared AnimateLCM workflows use."),
             ],
             outputs=[io.Model.Output(tooltip="A clone of the model with the motion module attached.")],
         )

@@ -17,7 +17,8 @@ class Scheduler(io.ComfyNode):
                 io.Model.Input("model"),
                 io.Int.Input("steps", default=4, min=1, max=50),
                 io.Int.Input("original_steps", default=0, min=0, max=1000,
-                             tooltip="The distillation grid: 0 = auto (100 for AnimateLCM-T2V, 200 for I2V)."),
+                             tooltip="The distillation grid: 0 = the applied schedule's (100 for AnimateLCM-T2V, "
+                                     "200 for I2V, 50 for the community schedule)."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Below 1, start from a partly noised input latent (video-to-video)."),
             ],

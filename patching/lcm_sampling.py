@@ -11,16 +11,22 @@ import latent_preview
 
 from ..samplers.lcm import sample_animatelcm
 from ..samplers.schedule import I2V_ORIGINAL_STEPS, T2V_ORIGINAL_STEPS, lcm_timesteps
-from .model_sampling import timestep_sampling
+from .model_sampling import noise_schedule, timestep_sampling
 from .motion_injection import applied_motion_model
 
 
 def animatelcm_sigmas(model: comfy.model_patcher.ModelPatcher, steps: int, original_steps: int = 0,
                       denoise: float = 1.0) -> torch.Tensor:
-    """Noise levels of the LCM timesteps on the model's own schedule (the motion model's, once applied)."""
+    """Noise levels of the LCM timesteps on the model's own schedule (the motion model's, once applied), on the
+    grid that schedule names, else the motion model's own."""
     if original_steps == 0:
-        motion = applied_motion_model(model)
-        original_steps = I2V_ORIGINAL_STEPS if motion and motion.loaded.format.has_image_encoder else T2V_ORIGINAL_STEPS
+        schedule, motion = noise_schedule(model), applied_motion_model(model)
+        if schedule is not None and schedule.original_steps:
+            original_steps = schedule.original_steps
+        elif motion is not None and motion.loaded.format.has_image_encoder:
+            original_steps = I2V_ORIGINAL_STEPS
+        else:
+            original_steps = T2V_ORIGINAL_STEPS
     timesteps = torch.tensor(lcm_timesteps(steps, original_steps, denoise))
     # The discrete schedule's own table (as core's schedulers read it), so the model sees exactly these timesteps.
     sigmas = timestep_sampling(model).sigmas[timesteps].float().cpu()

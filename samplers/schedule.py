@@ -27,8 +27,14 @@ I2V_BETA_END = 0.014  # AnimateLCM-I2V's own; a user knob between 0.012 and 0.01
 TIMESTEP_SCALING = 10.0
 SIGMA_DATA = 0.5
 
-# The user's beta_schedule choices, named as diffusers names them; "auto" is the motion model's own.
-BETA_SCHEDULE_CHOICES = ("auto", "linear", "scaled_linear (SD1.5)")
+# The grid of the schedule other packs use for AnimateLCM (core's ModelSamplingDiscrete "lcm", AnimateDiff-Evolved's
+# default for AnimateLCM): 50 points, t = 20k - 1, so 4 steps visit 999, 759, 499, 259.
+COMMUNITY_ORIGINAL_STEPS = 50
+
+# The user's beta_schedule choices, named as diffusers names them; "auto" is the motion model's own (the faithful
+# one), COMMUNITY the schedule most shared workflows sample AnimateLCM with (said to flicker less; not the paper's).
+COMMUNITY = "scaled_linear + LCM, 50-point grid (community)"
+BETA_SCHEDULE_CHOICES = ("auto", "linear", "scaled_linear (SD1.5)", COMMUNITY)
 
 
 @dataclass(frozen=True)
@@ -36,22 +42,27 @@ class NoiseSchedule:
     """A discrete-time epsilon-prediction schedule: what a model's sampling is built from, and stored with it.
 
     `betas` is "linear" (the motion models' training schedule) or "scaled_linear" (SD1.5's own); `lcm_boundary`
-    adds LCM's boundary conditions to the denoised estimate.
+    adds LCM's boundary conditions to the denoised estimate; `original_steps` is the LCM grid the scheduler takes
+    its timesteps from (0: the motion model's own, 100 for AnimateLCM-T2V and 200 for I2V).
     """
 
     betas: str = "linear"
     beta_start: float = BETA_START
     beta_end: float = BETA_END
     lcm_boundary: bool = False
+    original_steps: int = 0
 
     @classmethod
     def for_motion_model(cls, choice: str, animatelcm: bool, image_encoder: bool) -> NoiseSchedule:
         """The schedule a user's beta_schedule choice means for a motion model: `auto` is the model's own (LCM
-        boundary conditions for AnimateLCM, betas ending at 0.014 for I2V); `scaled_linear (SD1.5)` is SD1.5's."""
+        boundary conditions for AnimateLCM, betas ending at 0.014 for I2V); `scaled_linear (SD1.5)` is SD1.5's;
+        COMMUNITY is SD1.5's betas with LCM's boundary conditions on a 50-point grid, for any motion model."""
         if choice not in BETA_SCHEDULE_CHOICES:
             raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULE_CHOICES}, got {choice!r}")
         if choice == "scaled_linear (SD1.5)":
             return cls(betas="scaled_linear")
+        if choice == COMMUNITY:
+            return cls(betas="scaled_linear", lcm_boundary=True, original_steps=COMMUNITY_ORIGINAL_STEPS)
         auto = choice == "auto"
         return cls(beta_end=I2V_BETA_END if auto and image_encoder else BETA_END, lcm_boundary=auto and animatelcm)
 

@@ -12,6 +12,7 @@ from animatelcm.devkit.server import ComfyServer, PromptError
 from animatelcm.devkit.videos import write_input_image
 from animatelcm.devkit.workflows import WORKFLOWS as WORKFLOWS_DIR
 from animatelcm.devkit.workflows import api_twin, is_widget, strip_meta, ui_to_api, ui_workflows
+from animatelcm.samplers.schedule import COMMUNITY
 
 from .conftest import I2V_SIZE, INPUT_IMAGE, SIZE, svd_models
 
@@ -64,7 +65,15 @@ def small(prompt: dict) -> dict:
             inputs.update(width=I2V_SIZE, height=I2V_SIZE, frames=frames)
         elif node["class_type"] == "SVD_img2vid_Conditioning":
             inputs.update(width=SIZE, height=SIZE, video_frames=frames)
+        elif node["class_type"] == "ALCM_KSampler":  # more steps run the same graph again (the community one's 8)
+            inputs["steps"] = min(inputs["steps"], 4)
     return prompt
+
+
+def test_the_community_schedule_workflow_ships_its_schedule_steps_and_cfg():
+    prompt = strip_meta(api_twin(WORKFLOWS_DIR / "animatelcm_community_schedule.json"))
+    assert prompt["4"]["inputs"]["beta_schedule"] == COMMUNITY
+    assert prompt["8"]["inputs"]["steps"] == 8 and prompt["8"]["inputs"]["cfg"] == 1.5
 
 
 def frames_at_test_size(prompt: dict) -> int:

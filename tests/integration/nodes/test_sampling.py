@@ -13,10 +13,12 @@ import torch
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
+import nodes as comfy_nodes  # ComfyUI's core nodes
 from comfy.patcher_extension import WrappersMP
 
 from animatelcm.patching.motion_injection import attach_motion_model, load_motion_model_file
 from animatelcm.nodes.sampling import KSampler, Scheduler
+from animatelcm.samplers.schedule import COMMUNITY
 from animatelcm.devkit import motion_modules as mm
 from animatelcm.devkit.comfy import core_renoise_seed, tiny_sd15_model
 
@@ -119,6 +121,54 @@ def test_core_model_sampling_before_the_motion_model_is_replaced_by_its_schedule
     model = attach_motion_model(before, load_motion_model_file(str(path), path.name), MOTION_SCALE, "auto")
     torch.testing.assert_close(Scheduler.execute(model, 4, 0, 1.0).args[0], torch.tensor(SIGMAS[4] + [0.0]),
                                atol=1e-4, rtol=0)
+
+
+def test_the_community_schedule_samples_as_core_lcm_model_sampling_does():
+    """ALCM_ApplyMotionModel's community schedule: the scheduler takes its 50-point grid (999, 759, 499, 259 for 4
+    steps), and sigmas, timesteps and denoised estimates are those of core's ModelSamplingDiscrete "lcm" (SD1.5's
+    betas, LCM boundary conditions, a 50-entry table) with core's simple scheduler."""
+    path = mm.motion_module_file("animatelcm_t2v", mm.TINY_WIDTH, dtype=torch.float32)
+    motion = load_motion_model_file(str(path), path.name)
+    ours = attach_motion_model(tiny_sd15_model(), motion, MOTION_SCALE, COMMUNITY)
+    core = core_model_sampling_discrete(tiny_sd15_model(), "lcm").get_model_object("model_sampling")
+    sigmas = Scheduler.execute(ours, 4, 0, 1.0).args[0]
+    torch.testing.assert_close(sigmas, comfy.samplers.calculate_sigmas(core, "simple", 4).float(), atol=1e-4, rtol=0)
+    sampling = ours.get_model_object("model_sampling")
+    assert sampling.timestep(sigmas[:-1]).tolist() == core.timestep(sigmas[:-1]).tolist() == [999, 759, 499, 259]
+    gen = torch.manual_seed(11)
+    x, eps = torch.randn(2, 4, 8, 8, generator=gen), torch.randn(2, 4, 8, 8, generator=gen)
+    for sigma in sigmas[:-1]:
+        sigma = sigma.expand(2)
+        torch.testing.assert_close(sampling.calculate_denoised(sigma, eps, x), core.calculate_denoised(sigma, eps, x),
+                                   atol=1e-5, rtol=1e-5)
+    # Not the faithful schedule: another table, another grid.
+    assert not torch.allclose(sigmas, Scheduler.execute(attach_motion_model(tiny_sd15_model(), motion, MOTION_SCALE,
+                                                                            "auto"), 4, 0, 1.0).args[0])
+
+
+def test_an_animatediff_lightning_module_samples_with_core_euler_on_its_trailing_timesteps(conds):
+    """AnimateDiff-Lightning (docs/nodes.md): AnimateDiff's layout and linear betas, no LCM boundary conditions;
+    core's KSampler with euler + sgm_uniform at cfg 1 visits the trailing timesteps it was distilled on (999, 749,
+    499, 249 for 4 steps), but for the last, one step off."""
+    path = mm.motion_module_file("animatediff_lightning", mm.TINY_WIDTH, dtype=torch.float32, seed=3)
+    motion = load_motion_model_file(str(path), mm.OFFICIAL_NAMES["animatediff_lightning"])
+    assert not motion.is_animatelcm and motion.loaded.format.max_frames == 32
+    model = attach_motion_model(tiny_sd15_model(tracks_input=True), motion, 1.0, "auto")
+    sampling = model.get_model_object("model_sampling")
+    assert type(sampling).__name__ == "EpsilonSampling"
+    torch.testing.assert_close(sampling.sigmas.double(), ((1 - ALPHAS_CUMPROD) / ALPHAS_CUMPROD).sqrt(),
+                               atol=1e-4, rtol=1e-5)
+    seen = []
+
+    def record(apply, args):
+        seen.append(float(sampling.timestep(args["timestep"][:1])))
+        return apply(args["input"], args["timestep"], **args["c"])
+
+    model.set_model_unet_function_wrapper(record)
+    latent = {"samples": torch.zeros(FRAMES, 4, 8, 8)}
+    out = comfy_nodes.KSampler().sample(model, SEED, 4, 1.0, "euler", "sgm_uniform", *conds, latent)[0]["samples"]
+    assert seen == [999, 749, 499, 250]  # core's nearest table entries to sgm_uniform's 999, 749.25, 499.5, 249.75
+    assert torch.isfinite(out).all() and out.std() > 0
 
 
 def test_a_50_step_table_on_a_model_without_motion_model_is_refused():

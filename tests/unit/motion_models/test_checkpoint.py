@@ -14,6 +14,7 @@ EXPECTED = {
     "animatediff_v1": MotionModelFormat("animatediff_v1", mm.TINY_WIDTH, 24, False, False, 24),
     "animatediff_v2": MotionModelFormat("animatediff_v2_v3", mm.TINY_WIDTH, 32, True, False, 32),
     "animatediff_v3": MotionModelFormat("animatediff_v2_v3", mm.TINY_WIDTH, 32, True, False, 32),
+    "animatediff_lightning": MotionModelFormat("animatediff_v2_v3", mm.TINY_WIDTH, 32, True, False, 32),
 }
 T2V = "down_blocks.0.motion_modules.0.temporal_transformer."
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from animatelcm.samplers.schedule import NoiseSchedule, boundary_scalings, lcm_timesteps
+from animatelcm.samplers.schedule import COMMUNITY, NoiseSchedule, boundary_scalings, lcm_timesteps
 
 ABAR = NoiseSchedule().alphas_cumprod()
 
@@ -64,6 +64,8 @@ def test_scaled_linear_is_sd15s_schedule():
     ("auto", False, False, NoiseSchedule("linear", 0.00085, 0.012, lcm_boundary=False)),
     ("linear", True, True, NoiseSchedule("linear", 0.00085, 0.012, lcm_boundary=False)),
     ("scaled_linear (SD1.5)", True, False, NoiseSchedule("scaled_linear", 0.00085, 0.012, lcm_boundary=False)),
+    (COMMUNITY, True, True, NoiseSchedule("scaled_linear", 0.00085, 0.012, lcm_boundary=True, original_steps=50)),
+    (COMMUNITY, False, False, NoiseSchedule("scaled_linear", 0.00085, 0.012, lcm_boundary=True, original_steps=50)),
 ])
 def test_a_beta_schedule_choice_means_one_schedule(choice, animatelcm, image_encoder, expected):
     assert NoiseSchedule.for_motion_model(choice, animatelcm, image_encoder) == expected
