@@ -7,10 +7,14 @@ from animatelcm.devkit.server import PromptError
 import numpy as np
 from PIL import Image
 
-from .conftest import CHECKPOINT, I2V_MOTION_MODEL, LORA, MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL, SIZE
+from .conftest import (CHECKPOINT, I2V_MOTION_MODEL, LORA, MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL,
+                       SIZE, SPARSECTRL_NAMES)
 
 NODE_IDS = {"ALCM_LoadMotionModel": ["model_name"],
-            "ALCM_ApplyMotionModel": ["model", "motion_model", "motion_scale", "beta_schedule"]}
+            "ALCM_ApplyMotionModel": ["model", "motion_model", "motion_scale", "beta_schedule"],
+            "ALCM_LoadSparseCtrl": ["sparsectrl_name"],
+            "ALCM_ApplySparseCtrl": ["positive", "negative", "sparsectrl", "images", "frame_indices", "strength",
+                                     "start_percent", "end_percent", "vae"]}
 
 
 def animated_prompt(frames=16, motion_model=MOTION_MODEL, prefix="e2e/frames"):
@@ -42,7 +46,8 @@ def test_object_info_lists_the_pack_nodes_with_their_inputs(server):
     assert info["ALCM_LoadMotionModel"]["input"]["required"]["model_name"][1]["options"] == sorted(
         [MOTION_MODEL, I2V_MOTION_MODEL, NOT_A_MOTION_MODULE, SECOND_MOTION_MODEL])
     assert info["ALCM_ApplyMotionModel"]["input"]["required"]["beta_schedule"][1]["options"] == [
-        "auto", "linear", "scaled_linear (SD1.5)"]
+        "auto", "linear", "scaled_linear (SD1.5)", "scaled_linear + LCM, 50-point grid (community)"]
+    assert SPARSECTRL_NAMES["rgb"] in info["ALCM_LoadSparseCtrl"]["input"]["required"]["sparsectrl_name"][1]["options"]
 
 
 def test_sixteen_frames_sample_with_the_motion_model_over_http(server):
