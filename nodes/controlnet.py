@@ -5,6 +5,14 @@ from comfy_api.latest import io
 from ..patching.video_control import apply_video_controlnet
 
 
+def check_percent_range(start_percent: float, end_percent: float) -> bool | str:
+    """Validation shared by the control apply nodes: a range that starts after it ends never applies."""
+    if start_percent > end_percent:
+        return (f"start_percent ({start_percent}) is after end_percent ({end_percent}): the control would never "
+                f"apply; swap them")
+    return True
+
+
 class ApplyVideoControlNet(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -36,10 +44,7 @@ class ApplyVideoControlNet(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, start_percent: float, end_percent: float) -> bool | str:
-        if start_percent > end_percent:
-            return (f"start_percent ({start_percent}) is after end_percent ({end_percent}): the control would never "
-                    f"apply; swap them")
-        return True
+        return check_percent_range(start_percent, end_percent)
 
     @classmethod
     def execute(cls, positive, negative, control_net, images, strength, start_percent, end_percent, spread,

@@ -4,6 +4,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..patching.sparse_control import apply_sparse_control, load_sparse_control_file
+from .controlnet import check_percent_range
 from .types import SparseCtrlSocket
 
 
@@ -58,10 +59,7 @@ class ApplySparseCtrl(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, start_percent: float, end_percent: float) -> bool | str:
-        if start_percent > end_percent:
-            return (f"start_percent ({start_percent}) is after end_percent ({end_percent}): the control would never "
-                    f"apply; swap them")
-        return True
+        return check_percent_range(start_percent, end_percent)
 
     @classmethod
     def execute(cls, positive, negative, sparsectrl, images, frame_indices: str, strength: float,

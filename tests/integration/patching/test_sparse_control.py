@@ -208,6 +208,8 @@ def test_keyframe_placement():
 def test_mismatched_indices_and_rgb_without_vae_are_refused_before_sampling(scribble):
     with pytest.raises(SparseCtrlError, match="one index per image"):
         apply(scribble, numbered_keyframes(3), "0, -1")
+    assert "swap them" in ApplySparseCtrl.validate_inputs(0.6, 0.2)
+    assert ApplySparseCtrl.validate_inputs(0.0, 1.0) is True
     rgb = load("rgb", TINY)[0]
     with pytest.raises(SparseCtrlError, match="connect the checkpoint's VAE"):
         apply(rgb, numbered_keyframes(2))
