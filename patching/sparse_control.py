@@ -183,6 +183,12 @@ def parse_frame_indices(text: str) -> list[int] | None:
             from None
 
 
+def check_index_count(count: int, indices: list[int]) -> None:
+    if len(indices) != count:
+        raise SparseCtrlError(f"{count} keyframe images but {len(indices)} frame_indices {indices}: give one index "
+                              "per image, or none to spread them over the clip")
+
+
 def keyframe_frames(count: int, total: int, indices: list[int] | None) -> dict[int, int]:
     """frame -> keyframe, for `count` keyframes in a clip of `total` frames: at `indices` (negative from the end),
     or, without indices, spread evenly from the first frame to the last (int(linspace(0, total - 1, count)))."""
@@ -191,9 +197,7 @@ def keyframe_frames(count: int, total: int, indices: list[int] | None) -> dict[i
             raise SparseCtrlError(f"{count} keyframes do not fit in {total} frames: give at most {total} images")
         frames = [0] if count == 1 else [int(k * (total - 1) / (count - 1)) for k in range(count)]
     else:
-        if len(indices) != count:
-            raise SparseCtrlError(f"{count} keyframe images but {len(indices)} frame_indices {indices}: give one "
-                                  f"index per image")
+        check_index_count(count, indices)
         if outside := [i for i in indices if not -total <= i < total]:
             raise SparseCtrlError(f"frame_indices {outside} are outside the {total}-frame clip: use 0..{total - 1} "
                                   f"or -1..-{total}")
@@ -258,9 +262,8 @@ def keyframe_condition(sparse: SparseCtrl, images: torch.Tensor, vae=None) -> to
 def apply_sparse_control(positive, negative, sparse: SparseCtrl, images: torch.Tensor, frame_indices: str,
                          strength: float, start_percent: float, end_percent: float, vae=None) -> list:
     indices = parse_frame_indices(frame_indices)
-    if indices is not None and len(indices) != images.shape[0]:
-        raise SparseCtrlError(f"{images.shape[0]} keyframe images but {len(indices)} frame_indices {indices}: give "
-                              "one index per image, or none to spread them over the clip")
+    if indices is not None:
+        check_index_count(images.shape[0], indices)  # before sampling; keyframe_frames checks the clip length then
     keyframes = keyframe_condition(sparse, images, vae)
     return attach_controls(positive, negative, lambda previous: SparseVideoControl(
         sparse, keyframes, indices, strength, (start_percent, end_percent)).set_previous_controlnet(previous))
