@@ -128,6 +128,11 @@ def load_sparse_control(state_dict: Mapping[str, object], name: str, unet_config
     config = dict(unet_config) if unet_config else comfy.model_detection.unet_config_from_diffusers_unet(spatial)
     if config is None or config.get("context_dim") != 768:
         raise SparseCtrlError(f"{name}: its ControlNet is not SD1.5's (SparseCtrl exists for SD1.5 only)")
+    # Core's diffusers detection matches known configs on everything but the channels per level: read those.
+    level_keys = [f"down_blocks.{i}.resnets.0.conv1.weight" for i in range(len(config["channel_mult"]))]
+    if missing := [k for k in level_keys if k not in spatial]:
+        raise SparseCtrlError(f"{name}: not a SparseCtrl layout: missing keys {quote_keys(missing)}")
+    config["channel_mult"] = [spatial[k].shape[0] // config["model_channels"] for k in level_keys]
     keys = _ldm_keys(spatial, config, kind)
     if unknown := [k for k in spatial if k not in keys]:
         raise SparseCtrlError(f"{name}: not a SparseCtrl layout: unexpected keys {quote_keys(unknown)}")

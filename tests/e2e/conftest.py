@@ -28,6 +28,27 @@ SVD_CHECKPOINT = "svd_xt.safetensors"  # Stability's SVD-xt, as the SVD workflow
 # UNet's three downsamplings; ALCM_ImageToVideo starts at 64). 512 px is for real use; on CPU, pixels cost minutes.
 SIZE = 32
 I2V_SIZE = 64
+# Model size: SD1.5's layouts and core's detection of SD1.5 (model_channels 320, context 768), with 320 channels at
+# every level instead of 320/640/1280/1280: about 8 times less weight to read per UNet pass, which is what a step
+# costs on CPU at test size. Full-width files are loaded and sampled in the integration tier.
+CHANNEL_MULT = (1, 1, 1, 1)
+WIDTH = (320, 320, 320, 320)
+
+
+def sd15_models() -> dict:
+    """The SD1.5 files of the end-to-end servers (at the e2e model size), by model folder and official name."""
+    return {
+        "checkpoints": {CHECKPOINT: checkpoint_file(channel_mult=CHANNEL_MULT)},
+        "loras": {LORA: lora_file(channel_mult=CHANNEL_MULT), I2V_LORA: lora_file(channel_mult=CHANNEL_MULT)},
+        "controlnet": {CONTROLNET: controlnet_file(channel_mult=CHANNEL_MULT),
+                       SPARSECTRL_NAMES["rgb"]: sparse_control_file("rgb", WIDTH)},
+        "animatediff_models": {
+            MOTION_MODEL: mm.motion_module_file("animatelcm_t2v", WIDTH, fmt="ckpt"),
+            I2V_MOTION_MODEL: mm.motion_module_file("animatelcm_i2v", WIDTH, fmt="ckpt"),
+            NOT_A_MOTION_MODULE: lora_file(channel_mult=CHANNEL_MULT),
+            SECOND_MOTION_MODEL: mm.motion_module_file("animatediff_v2", WIDTH, seed=1),  # other weights, .safetensors
+        },
+    }
 
 
 def svd_models() -> dict:
@@ -37,18 +58,9 @@ def svd_models() -> dict:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     svd = svd_models()  # listed, so the SVD workflow validates here; it runs on its own server (test_svd.py)
-    models = {
-        "checkpoints": {CHECKPOINT: checkpoint_file(), **svd["checkpoints"]},
-        "diffusion_models": svd["diffusion_models"],
-        "loras": {LORA: lora_file(), I2V_LORA: lora_file()},
-        "controlnet": {CONTROLNET: controlnet_file(), SPARSECTRL_NAMES["rgb"]: sparse_control_file("rgb")},
-        "animatediff_models": {
-            mm.OFFICIAL_NAMES["animatelcm_t2v"]: mm.motion_module_file("animatelcm_t2v", fmt="ckpt"),
-            I2V_MOTION_MODEL: mm.motion_module_file("animatelcm_i2v", fmt="ckpt"),
-            NOT_A_MOTION_MODULE: lora_file(),
-            SECOND_MOTION_MODEL: mm.motion_module_file("animatediff_v2", seed=1),  # other weights, .safetensors
-        },
-    }
+    models = sd15_models()
+    models["checkpoints"].update(svd["checkpoints"])
+    models["diffusion_models"] = svd["diffusion_models"]
     comfy = ComfyServer(tmp_path_factory.mktemp("comfyui"), models)
     write_input_video(comfy.base_dir / "input" / INPUT_VIDEO)
     write_input_image(comfy.base_dir / "input" / INPUT_IMAGE)

@@ -6,21 +6,18 @@ import sys
 
 import av
 
-from animatelcm.devkit import motion_modules as mm
 from animatelcm.devkit.comfy import ROOT
-from animatelcm.devkit.lora import lora_file
-from animatelcm.devkit.sd15_checkpoint import checkpoint_file
 
-from .conftest import SIZE
+from .conftest import CHECKPOINT, LORA, MOTION_MODEL, SIZE, sd15_models
 
 
 def test_main_job_uses_placed_files_and_keeps_every_video(server, tmp_path):
     server.free()  # the main job starts servers of its own: the shared one lets go of its models for them
     models = tmp_path / "models"
-    for folder, name, source in [("checkpoints", "my_sd15.safetensors", checkpoint_file()),
-                                 ("loras", "AnimateLCM_sd15_t2v_lora.safetensors", lora_file()),
-                                 ("animatediff_models", "AnimateLCM_sd15_t2v.ckpt",
-                                  mm.motion_module_file("animatelcm_t2v", fmt="ckpt"))]:
+    files = sd15_models()
+    for folder, name, source in [("checkpoints", "my_sd15.safetensors", files["checkpoints"][CHECKPOINT]),
+                                 ("loras", LORA, files["loras"][LORA]),
+                                 ("animatediff_models", MOTION_MODEL, files["animatediff_models"][MOTION_MODEL])]:
         (models / folder).mkdir(parents=True)
         (models / folder / name).symlink_to(source)
     command = [sys.executable, str(ROOT / "scripts" / "main_job.py"), "--models", str(models), "--checkpoint",
