@@ -28,9 +28,9 @@ SVD_CHECKPOINT = "svd_xt.safetensors"  # Stability's SVD-xt, as the SVD workflow
 # UNet's three downsamplings; ALCM_ImageToVideo starts at 64). 512 px is for real use; on CPU, pixels cost minutes.
 SIZE = 32
 I2V_SIZE = 64
-# Model size: SD1.5's layouts and core's detection of SD1.5 (model_channels 320, context 768), with 320 channels at
-# every level instead of 320/640/1280/1280: about 8 times less weight to read per UNet pass, which is what a step
-# costs on CPU at test size. Full-width files are loaded and sampled in the integration tier.
+# Model size: the real layouts, detected by core as SD1.5 and SVD (model_channels 320, context 768 / 1024), with 320
+# channels at every level instead of 320/640/1280/1280: about 8 times less weight to read per UNet pass, which is
+# what a step costs on CPU at test size. Full-size files are loaded and sampled in the integration tier.
 CHANNEL_MULT = (1, 1, 1, 1)
 WIDTH = (320, 320, 320, 320)
 
@@ -52,12 +52,14 @@ def sd15_models() -> dict:
 
 
 def svd_models() -> dict:
-    return {"checkpoints": {SVD_CHECKPOINT: svd_checkpoint_file()}, "diffusion_models": {SVD_XT_NAME: svd_xt_unet_file()}}
+    """SVD-xt and the AnimateLCM-SVD-xt UNet at the same model size (the image encoder and VAE are full size)."""
+    return {"checkpoints": {SVD_CHECKPOINT: svd_checkpoint_file(channel_mult=CHANNEL_MULT)},
+            "diffusion_models": {SVD_XT_NAME: svd_xt_unet_file(channels=WIDTH)}}
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    svd = svd_models()  # listed, so the SVD workflow validates here; it runs on its own server (test_svd.py)
+    svd = svd_models()
     models = sd15_models()
     models["checkpoints"].update(svd["checkpoints"])
     models["diffusion_models"] = svd["diffusion_models"]

@@ -8,17 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animatelcm.devkit.server import ComfyServer, PromptError
-from animatelcm.devkit.videos import write_input_image
+from animatelcm.devkit.server import PromptError
 from animatelcm.devkit.workflows import WORKFLOWS as WORKFLOWS_DIR
 from animatelcm.devkit.workflows import api_twin, is_widget, strip_meta, ui_to_api, ui_workflows
 from animatelcm.samplers.schedule import COMMUNITY
 
-from .conftest import I2V_SIZE, INPUT_IMAGE, SIZE, svd_models
+from .conftest import I2V_SIZE, SIZE
 
 WORKFLOWS = ui_workflows()
-# Run by tests of their own below: SVD-xt on a server of its own (full size, it needs the memory), text- and
-# image-to-video also checking the settings they ship with.
+# Run by tests of their own below, which also check the settings they ship with.
 OWN_TEST = {"animatelcm_svd_xt", "animatelcm_text_to_video", "animatelcm_image_to_video"}
 
 
@@ -96,23 +94,11 @@ def test_api_twin_runs_end_to_end_and_saves_what_its_save_node_says(server, path
     runs_and_saves_what_its_save_node_says(server, small(strip_meta(api_twin(path))))
 
 
-@pytest.fixture(scope="module")
-def svd_server(server, tmp_path_factory):
-    """A server of its own for full-size SVD-xt, holding its UNet in fp16 (as on a GPU): in fp32 the stock UNet, the
-    AnimateLCM weights patched over it and CLIP vision ViT-H need about 20 GB, more than the CI machine spares next to
-    the main server, which is emptied first."""
-    server.free()
-    comfy = ComfyServer(tmp_path_factory.mktemp("comfyui_svd"), svd_models(), extra_args=("--fp16-unet",))
-    write_input_image(comfy.base_dir / "input" / INPUT_IMAGE)
-    yield comfy
-    comfy.stop()
-
-
-def test_svd_xt_api_twin_runs_end_to_end_on_its_own_server(svd_server):
+def test_svd_xt_api_twin_runs_end_to_end_with_its_shipped_steps(server):
     prompt = small(strip_meta(api_twin(WORKFLOWS_DIR / "animatelcm_svd_xt.json")))
-    runs_and_saves_what_its_save_node_says(svd_server, prompt)
+    runs_and_saves_what_its_save_node_says(server, prompt)
     assert prompt["6"]["inputs"]["steps"] == 4 and prompt["7"]["class_type"] == "ALCM_Sampler"
-    progress = [e["data"]["value"] for e in svd_server.events if e["type"] == "progress" and e["data"]["node"] == "8"]
+    progress = [e["data"]["value"] for e in server.events if e["type"] == "progress" and e["data"]["node"] == "8"]
     assert progress == [1, 2, 3, 4]
 
 
