@@ -8,7 +8,8 @@
 - for AnimateLCM-I2V, `ImageFeatureLayer`s go in before the second motion module of each down level; they add the
   image encoder's features, which `attach_image` computes once per UNet call (a DIFFUSION_MODEL wrapper);
 - the model samples on the motion model's noise schedule (model_sampling.py);
-- an OUTER_SAMPLE wrapper rejects clips longer than the position encoding before any model is loaded.
+- an OUTER_SAMPLE wrapper blends prompt schedules left for the latent's frame count (prompt_travel.py) and rejects
+  clips longer than the position encoding, or conds for another frame count, before any model is loaded.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..motion_models.motion_module import MotionModel, TemporalTransformer
 from ..samplers.schedule import NoiseSchedule
 from .compat import core_model_patcher
 from .model_sampling import set_noise_schedule
+from .prompt_travel import place_schedules
 
 KEY = "animatelcm"
 IMAGE_FEATURES = "animatelcm_image_features"  # transformer_options entry: the I2V features of the current UNet call
@@ -143,13 +145,15 @@ def _eject(patcher: comfy.model_patcher.ModelPatcher) -> None:
 
 def _check_frame_count(max_frames: int, executor, noise, *args, **kwargs):
     frames = noise.shape[0]
+    conds = getattr(executor.class_obj, "conds", {})
+    place_schedules(conds, frames)  # a prompt schedule of frame_count 0 takes the latent's frames
     handler = executor.class_obj.model_options.get("context_handler")
     if frames > max_frames and handler is None:
         raise ValueError(f"{frames} frames exceed the {max_frames} frames the motion model's position encoding covers: "
                          f"add context windows (sliding windows of about 16 frames) or make the clip at most "
                          f"{max_frames} frames long")
-    for kind, conds in getattr(executor.class_obj, "conds", {}).items():
-        for cond in conds:
+    for kind, cond_list in conds.items():
+        for cond in cond_list:
             per_frame = cond.get("cross_attn")
             if per_frame is not None and per_frame.shape[0] not in (1, frames):
                 raise ValueError(f"the {kind} conditioning has {per_frame.shape[0]} frames (a prompt schedule) but the "

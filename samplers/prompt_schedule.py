@@ -1,28 +1,34 @@
 """Prompt travel: keyframed prompts blended into one conditioning per frame.
 
-A schedule is text with one keyframe per line, `N: prompt` (or FizzNodes-style `"N": "prompt",`, braces allowed).
-Each frame gets a mix of the two keyframes around it; at a keyframe's own frame the mix is that prompt alone,
-so its embedding comes through bit-exactly. Frames before the first keyframe hold the first prompt, frames at or
-after the last hold the last prompt. A keyframe past the end of the video is allowed: the last frames travel
-toward it without reaching it.
+A schedule is text with one keyframe per line, `N: prompt` (or `N = prompt`, or FizzNodes/ADE-style
+`"N": "prompt",`, braces allowed), or a JSON object on one line. A negative frame counts from the end (-1 is the
+last frame), so it is placed once the frame count is known. Each frame gets a mix of the two keyframes around it;
+at a keyframe's own frame the mix is that prompt alone, so its embedding comes through bit-exactly. Frames before
+the first keyframe hold the first prompt, frames at or after the last hold the last prompt. A keyframe past the end
+of the video is allowed: the last frames travel toward it without reaching it.
 """
 
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
 INTERPOLATIONS = ("linear", "ease", "none")
-_KEYFRAME = re.compile(r'^"?\s*(-?\d+)\s*"?\s*:(.*)$')
+_KEYFRAME = re.compile(r'^"?\s*(-?\d+)\s*"?\s*[:=](.*)$')
 _QUOTED = re.compile(r'^(".*")\s*,?$')
+_TRAILING_COMMA = re.compile(r",\s*}\s*$")
 
 
 @dataclass(frozen=True)
 class Keyframe:
     frame: int
     prompt: str
+    line: int = field(default=0, compare=False)  # where it was written, for messages; 0 in a one-line JSON object
+
+    def where(self) -> str:
+        return f"line {self.line}" if self.line else f'key "{self.frame}"'
 
 
 def _unquote(prompt: str) -> str:
@@ -45,33 +51,76 @@ def _strip_braces(lines: list[str]) -> list[str]:
     return lines
 
 
-def parse_prompt_schedule(text: str) -> list[Keyframe]:
-    """Keyframes sorted by frame. Blank lines and lines starting with `#` are skipped; a prompt may contain colons
-    (`0: a (cat:1.2)`), only the first one after the frame number separates it."""
-    lines = _strip_braces([line.strip() for line in text.splitlines()])
-    seen: dict[int, int] = {}
-    keyframes = []
-    for number, line in enumerate(lines, start=1):
+def _one_line_json(text: str) -> list[tuple[str, object]] | None:
+    """The entries of a schedule written as one JSON object (braces optional, a trailing comma allowed, as FizzNodes
+    reads it), or None when the text is not one line of JSON."""
+    text = text.strip()
+    if "\n" in text or not text:
+        return None
+    text = _TRAILING_COMMA.sub("}", text if text.startswith("{") else "{" + text.rstrip(",") + "}")
+    try:
+        return json.loads(text, object_pairs_hook=list)
+    except ValueError:
+        return None
+
+
+def _entries(text: str) -> list[tuple[int, str, int]]:
+    """(frame, prompt, line) as written; a line that is not a keyframe is refused, quoted."""
+    pairs = _one_line_json(text)
+    if pairs is not None:
+        entries = []
+        for key, prompt in pairs:
+            if not re.fullmatch(r"-?\d+", str(key).strip()) or not isinstance(prompt, str):
+                raise ValueError(f"prompt schedule entry {key!r}: {prompt!r}: expected \"frame number\": \"prompt\"")
+            entries.append((int(key), prompt.strip(), 0))
+        return entries
+    entries = []
+    for number, line in enumerate(_strip_braces([line.strip() for line in text.splitlines()]), start=1):
         if not line or line.startswith("#"):
             continue
         match = _KEYFRAME.match(line)
         if not match:
             raise ValueError(f"prompt schedule line {number}: expected `N: prompt` (a frame number, a colon, then the "
                              f"prompt), got {line!r}; start comment lines with #")
-        frame, prompt = int(match.group(1)), _unquote(match.group(2).strip()).strip()
-        if frame < 0:
-            raise ValueError(f"prompt schedule line {number}: frame {frame} is negative; frames count from 0")
+        entries.append((int(match.group(1)), _unquote(match.group(2).strip()).strip(), number))
+    return entries
+
+
+def parse_prompt_schedule(text: str, pre_text: str = "", app_text: str = "") -> list[Keyframe]:
+    """Keyframes as written (frames not yet placed: see `place_keyframes`). Blank lines and lines starting with `#`
+    are skipped; a prompt may contain colons (`0: a (cat:1.2)`), only the first one after the frame number separates
+    it. `pre_text` and `app_text` go before and after every prompt, joined with ", " as ADE and FizzNodes join them."""
+    seen: dict[int, Keyframe] = {}
+    keyframes = []
+    for frame, prompt, line in _entries(text):
+        keyframe = Keyframe(frame, prompt, line)
         if frame in seen:
-            raise ValueError(f"prompt schedule line {number}: frame {frame} is already keyed on line {seen[frame]}; "
-                             f"keep one of the two lines")
+            raise ValueError(f"prompt schedule {keyframe.where()}: frame {frame} is already keyed on "
+                             f"{seen[frame].where()}; keep one of the two")
         if not prompt:
-            raise ValueError(f"prompt schedule line {number}: frame {frame} has an empty prompt; write the prompt "
+            raise ValueError(f"prompt schedule {keyframe.where()}: frame {frame} has an empty prompt; write the prompt "
                              f"after the colon or delete the line")
-        seen[frame] = number
-        keyframes.append(Keyframe(frame, prompt))
+        seen[frame] = keyframe
+        keyframes.append(replace(keyframe, prompt=", ".join(t for t in (pre_text.strip(), prompt, app_text.strip())
+                                                            if t)))
     if not keyframes:
         raise ValueError("the prompt schedule has no keyframes: write one per line as `0: a cat walking`")
-    return sorted(keyframes, key=lambda k: k.frame)
+    return keyframes
+
+
+def place_keyframes(keyframes: list[Keyframe], num_frames: int) -> list[Keyframe]:
+    """The keyframes at their frames in a clip of `num_frames`, sorted: a negative frame counts from the end."""
+    placed: dict[int, Keyframe] = {}
+    for keyframe in keyframes:
+        frame = keyframe.frame + num_frames if keyframe.frame < 0 else keyframe.frame
+        if frame < 0:
+            raise ValueError(f"prompt schedule {keyframe.where()}: frame {keyframe.frame} counts back past the first "
+                             f"of the {num_frames} frames; use -{num_frames} to -1, or count from 0")
+        if frame in placed:
+            raise ValueError(f"prompt schedule {keyframe.where()}: frame {keyframe.frame} is frame {frame} of "
+                             f"{num_frames}, already keyed on {placed[frame].where()}; keep one of the two")
+        placed[frame] = replace(keyframe, frame=frame)
+    return [placed[frame] for frame in sorted(placed)]
 
 
 def _ease(t: float) -> float:

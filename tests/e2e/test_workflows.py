@@ -57,7 +57,7 @@ def small(prompt: dict) -> dict:
                           frame_load_cap=frames)
         elif node["class_type"] == "ALCM_ContextOptions":
             inputs.update(context_length=8, context_overlap=2)
-        elif node["class_type"] == "ALCM_PromptSchedule":
+        elif node["class_type"] == "ALCM_PromptSchedule" and inputs["frame_count"]:  # 0: the latent's, as shipped
             inputs["frame_count"] = frames
         elif node["class_type"] == "ALCM_ImageToVideo":
             inputs.update(width=I2V_SIZE, height=I2V_SIZE, frames=frames)

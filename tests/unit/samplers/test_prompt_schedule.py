@@ -4,18 +4,51 @@ import pytest
 import torch
 
 from animatelcm.samplers.prompt_schedule import (Keyframe, blend_embeddings, blend_pooled, frame_blend,
-                                                 parse_prompt_schedule)
+                                                 parse_prompt_schedule, place_keyframes)
 
 
-def test_plain_lines_sorted_with_comments_blanks_and_colons_in_prompts():
+def test_plain_lines_with_comments_blanks_and_colons_in_prompts_placed_in_frame_order():
     text = """
     # a cat turns into a dog
     32: a dog running, (fast:1.2)
 
     0: a cat walking: slowly
     """
-    assert parse_prompt_schedule(text) == [Keyframe(0, "a cat walking: slowly"),
-                                           Keyframe(32, "a dog running, (fast:1.2)")]
+    keyframes = parse_prompt_schedule(text)
+    assert keyframes == [Keyframe(32, "a dog running, (fast:1.2)"), Keyframe(0, "a cat walking: slowly")]
+    assert [k.line for k in keyframes] == [3, 5]
+    assert place_keyframes(keyframes, 48) == [Keyframe(0, "a cat walking: slowly"),
+                                              Keyframe(32, "a dog running, (fast:1.2)")]
+
+
+def test_negative_frames_count_from_the_end_once_the_frame_count_is_known():
+    keyframes = parse_prompt_schedule('"-1": "a dog",\n"0": "a cat",\n"-8" = "a bird"')
+    assert place_keyframes(keyframes, 16) == [Keyframe(0, "a cat"), Keyframe(8, "a bird"), Keyframe(15, "a dog")]
+    assert place_keyframes(keyframes, 9) == [Keyframe(0, "a cat"), Keyframe(1, "a bird"), Keyframe(8, "a dog")]
+
+
+@pytest.mark.parametrize("text, frames, message", [
+    ("0: a cat\n-17: a dog", 16, "line 2: frame -17 counts back past the first of the 16 frames; use -16 to -1"),
+    ("0: a cat\n15: a dog\n-1: a bird", 16, "line 3: frame -1 is frame 15 of 16, already keyed on line 2"),
+    ('{"0": "a cat", "-4": "a dog"}', 4, 'key "-4": frame -4 is frame 0 of 4, already keyed on key "0"'),
+])
+def test_placement_errors_name_the_keyframe_and_the_fix(text, frames, message):
+    with pytest.raises(ValueError, match=message):
+        place_keyframes(parse_prompt_schedule(text), frames)
+
+
+def test_ade_equals_sign_and_one_line_json_as_pasted():
+    assert parse_prompt_schedule('0 = "a cat",\n8 = a dog, running') == [Keyframe(0, "a cat"),
+                                                                          Keyframe(8, "a dog, running")]
+    expected = [Keyframe(0, "a cat, walking"), Keyframe(-1, 'a "dog"')]
+    assert parse_prompt_schedule('{"0": "a cat, walking", "-1": "a \\"dog\\""}') == expected
+    assert parse_prompt_schedule('"0": "a cat, walking", "-1": "a \\"dog\\"",') == expected
+
+
+def test_pre_and_app_text_join_every_prompt_with_commas():
+    assert parse_prompt_schedule("0: a cat\n8: a dog", pre_text=" masterpiece ", app_text="4k, sharp") == [
+        Keyframe(0, "masterpiece, a cat, 4k, sharp"), Keyframe(8, "masterpiece, a dog, 4k, sharp")]
+    assert parse_prompt_schedule("0: a cat", app_text="sharp") == [Keyframe(0, "a cat, sharp")]
 
 
 def test_fizznodes_style_quoted_lines_with_braces_and_trailing_commas():
@@ -38,10 +71,12 @@ def test_an_unquoted_prompt_keeps_its_trailing_comma():
     ("", "has no keyframes"),
     ("# only a comment\n\n{\n}", "has no keyframes"),
     ("0: a cat\na dog", "line 2: expected `N: prompt`"),
-    ("0: a cat\n\n-4: a dog", "line 3: frame -4 is negative"),
+    ("0: a cat\n\na dog: 4", "line 3: expected `N: prompt`.*got 'a dog: 4'"),
+    ("0: a cat\n-4: a dog\n-4: a bird", "line 3: frame -4 is already keyed on line 2"),
+    ('{"0": "a cat", "x": "a dog"}', "entry 'x': 'a dog': expected \"frame number\": \"prompt\""),
     ("0: a cat\n8: a dog\n8: a bird", "line 3: frame 8 is already keyed on line 2"),
     ("0: a cat\n8:   ", "line 2: frame 8 has an empty prompt"),
-    ('"0": "",', "line 1: frame 0 has an empty prompt"),
+    ('"0": "",', 'key "0": frame 0 has an empty prompt'),
 ])
 def test_errors_name_the_line_and_the_fix(text, message):
     with pytest.raises(ValueError, match=message):
