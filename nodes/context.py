@@ -5,6 +5,7 @@ from comfy_api.latest import io
 
 from ..patching.context_handler import apply_context_windows
 from ..samplers.context_windows import FUSE_METHODS, SCHEDULES
+from .validation import outside_declared_range, refuse
 
 
 class ContextOptions(io.ComfyNode):
@@ -36,13 +37,20 @@ class ContextOptions(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, context_length: int, context_overlap: int) -> bool | str:
-        if context_overlap >= context_length:
-            return (f"context_overlap ({context_overlap}) must be smaller than context_length ({context_length}): "
-                    f"windows would not advance")
-        return True
+        return cls.problem(context_length, context_overlap) or True
+
+    @classmethod
+    def problem(cls, context_length: int, context_overlap: int, context_stride: int | None = None) -> str | None:
+        problem = outside_declared_range(cls, context_length=context_length, context_overlap=context_overlap,
+                                         context_stride=context_stride)
+        if problem is None and None not in (context_length, context_overlap) and context_overlap >= context_length:
+            problem = (f"context_overlap ({context_overlap}) must be smaller than context_length ({context_length}): "
+                       f"windows would not advance")
+        return problem
 
     @classmethod
     def execute(cls, model: io.Model.Type, context_length: int, context_overlap: int, context_stride: int,
                 schedule: str, fuse_method: str) -> io.NodeOutput:
+        refuse(cls.problem(context_length, context_overlap, context_stride))
         return io.NodeOutput(apply_context_windows(model, context_length, context_overlap, context_stride, schedule,
                                                    fuse_method))

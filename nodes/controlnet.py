@@ -3,14 +3,7 @@
 from comfy_api.latest import io
 
 from ..patching.video_control import apply_video_controlnet
-
-
-def check_percent_range(start_percent: float, end_percent: float) -> bool | str:
-    """Validation shared by the control apply nodes: a range that starts after it ends never applies."""
-    if start_percent > end_percent:
-        return (f"start_percent ({start_percent}) is after end_percent ({end_percent}): the control would never "
-                f"apply; swap them")
-    return True
+from .validation import percent_range_problem, refuse
 
 
 class ApplyVideoControlNet(io.ComfyNode):
@@ -44,11 +37,12 @@ class ApplyVideoControlNet(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, start_percent: float, end_percent: float) -> bool | str:
-        return check_percent_range(start_percent, end_percent)
+        return percent_range_problem(cls, start_percent, end_percent) or True
 
     @classmethod
     def execute(cls, positive, negative, control_net, images, strength, start_percent, end_percent, spread,
                 vae=None, mask=None) -> io.NodeOutput:
+        refuse(percent_range_problem(cls, start_percent, end_percent))
         if strength == 0:
             return io.NodeOutput(positive, negative)
         return io.NodeOutput(*apply_video_controlnet(positive, negative, control_net, images, strength,

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ..patching.i2v_features import attach_image, encode_image, i2v_motion_model
 from ..samplers.schedule import I2V_BETA_END
+from .validation import outside_declared_range, refuse
 
 
 class ImageToVideo(io.ComfyNode):
@@ -38,13 +39,19 @@ class ImageToVideo(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, width: int, height: int) -> bool | str:
-        if width % 8 or height % 8:
-            return f"width and height must be multiples of 8, got {width}x{height}"
-        return True
+        return cls.problem(width, height) or True
+
+    @classmethod
+    def problem(cls, width: int, height: int, frames: int | None = None) -> str | None:
+        problem = outside_declared_range(cls, width=width, height=height, frames=frames)
+        if problem is None and None not in (width, height) and (width % 8 or height % 8):
+            problem = f"width and height must be multiples of 8, got {width}x{height}"
+        return problem
 
     @classmethod
     def execute(cls, model, vae, image, frames: int, width: int, height: int, motion_scale: float,
                 beta_end: float) -> io.NodeOutput:
+        refuse(cls.problem(width, height, frames))
         i2v_motion_model(model)  # before the VAE runs
         latent = model.get_model_object("latent_format").process_in(encode_image(vae, image, width, height).float())
         m = attach_image(model, latent, motion_scale, beta_end)

@@ -4,8 +4,8 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..patching.sparse_control import apply_sparse_control, load_sparse_control_file
-from .controlnet import check_percent_range
 from .types import SparseCtrlSocket
+from .validation import percent_range_problem, refuse
 
 
 class LoadSparseCtrl(io.ComfyNode):
@@ -59,11 +59,12 @@ class ApplySparseCtrl(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, start_percent: float, end_percent: float) -> bool | str:
-        return check_percent_range(start_percent, end_percent)
+        return percent_range_problem(cls, start_percent, end_percent) or True
 
     @classmethod
     def execute(cls, positive, negative, sparsectrl, images, frame_indices: str, strength: float,
                 start_percent: float, end_percent: float, vae=None) -> io.NodeOutput:
+        refuse(percent_range_problem(cls, start_percent, end_percent))
         if strength == 0:
             return io.NodeOutput(positive, negative)
         return io.NodeOutput(*apply_sparse_control(positive, negative, sparsectrl, images, frame_indices, strength,

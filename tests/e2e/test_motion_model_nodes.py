@@ -91,3 +91,14 @@ def test_two_motion_models_on_one_checkpoint_in_one_prompt(server):
     first, second = frames("save"), frames("save2")
     assert len(first) == len(second) == 8
     assert not any(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+def test_a_context_length_of_0_is_refused_at_validation_with_the_nodes_range(server):
+    """ComfyUI skips its min/max check for inputs a node's validate_inputs receives: the node checks them itself."""
+    prompt = animated_prompt(frames=20, prefix="e2e/bad_context")
+    prompt["context"] = {"class_type": "ALCM_ContextOptions", "inputs": {
+        "model": ["apply", 0], "context_length": 0, "context_overlap": 0, "context_stride": 1, "schedule": "uniform",
+        "fuse_method": "pyramid"}}
+    prompt["sample"]["inputs"]["model"] = ["context", 0]
+    with pytest.raises(PromptError, match="ALCM_ContextOptions: context_length is 0, outside its range 2 to 64"):
+        server.queue(prompt, "e2e")  # refused when queued (HTTP 400), before anything runs
