@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import ROOT, import_pack_and_comfyui  # noqa: E402
+from train import BOOTSTRAP, ROOT, import_comfyui  # noqa: E402
 
 
 def main() -> None:
@@ -54,7 +54,8 @@ def main() -> None:
                         help="score the clips an earlier evaluation saved in WORK/evaluation instead of sampling them "
                              "again (only while no stage has been retrained since)")
     options = parser.parse_args()
-    import_pack_and_comfyui()
+    import_comfyui()
+    BOOTSTRAP["import_pack"]()
     import comfy.utils
 
     comfy.utils.PROGRESS_BAR_ENABLED = False

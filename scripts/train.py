@@ -27,15 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = runpy.run_path(str(ROOT / "devkit" / "bootstrap.py"))  # the pack's import and ComfyUI's whereabouts
 
 
-def import_pack_and_comfyui() -> None:
-    """ComfyUI on the device training uses, then the pack under the name `animatelcm`."""
+def import_comfyui() -> None:
+    """ComfyUI on the device training uses (about 10 s of imports on a CPU, so a config is checked first)."""
     if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # ComfyUI's loaders use the current device
     try:
         BOOTSTRAP["import_comfyui"](cpu=not torch.cuda.is_available())
     except RuntimeError as missing:
         raise SystemExit(f"{missing}; or install this pack in ComfyUI/custom_nodes") from None
-    BOOTSTRAP["import_pack"]()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -45,14 +44,16 @@ def main(argv: list[str] | None = None) -> dict:
                         help="override one setting (a TOML value: strings in quotes); repeatable")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    import_pack_and_comfyui()
+    BOOTSTRAP["import_pack"]()  # the pack under the name `animatelcm`; its config needs no ComfyUI
     from animatelcm.training.config import Config
-    from animatelcm.training.trainer import Trainer
 
     try:
         config = Config.load(options.config, options.set)
     except (OSError, ValueError) as error:
         raise SystemExit(f"config: {error}") from error
+    import_comfyui()
+    from animatelcm.training.trainer import Trainer
+
     report = Trainer(config).run()
     print(json.dumps(report))
     return report
