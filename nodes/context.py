@@ -5,6 +5,7 @@ from comfy_api.latest import io
 
 from ..patching.context_handler import apply_context_windows
 from ..samplers.context_windows import FUSE_METHODS, SCHEDULES
+from ..samplers.noise import NOISE_TYPES
 from .validation import outside_declared_range, refuse
 
 
@@ -31,6 +32,10 @@ class ContextOptions(io.ComfyNode):
                 io.Combo.Input("fuse_method", options=list(FUSE_METHODS), default="pyramid",
                                tooltip="How overlapping windows are averaged: pyramid weights a window's middle "
                                        "frames most."),
+                io.Combo.Input("noise", options=list(NOISE_TYPES), default="default", optional=True,
+                               tooltip="default: independent noise per frame. FreeNoise: each window's new frames "
+                                       "start from the earlier frames' noise, shuffled (seeded), so neighbouring "
+                                       "windows agree and seams fade; the same seed gives the same video."),
             ],
             outputs=[io.Model.Output()],
         )
@@ -50,7 +55,7 @@ class ContextOptions(io.ComfyNode):
 
     @classmethod
     def execute(cls, model: io.Model.Type, context_length: int, context_overlap: int, context_stride: int,
-                schedule: str, fuse_method: str) -> io.NodeOutput:
+                schedule: str, fuse_method: str, noise: str = "default") -> io.NodeOutput:
         refuse(cls.problem(context_length, context_overlap, context_stride))
         return io.NodeOutput(apply_context_windows(model, context_length, context_overlap, context_stride, schedule,
-                                                   fuse_method))
+                                                   fuse_method, noise))

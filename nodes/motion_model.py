@@ -4,8 +4,9 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..patching.motion_injection import attach_motion_model, load_motion_model_file
+from ..patching.motion_lora import MotionLoRA, load_motion_lora_file, with_motion_loras
 from ..samplers.schedule import BETA_SCHEDULE_CHOICES
-from .types import MOTION_MODELS, MotionModelSocket
+from .types import MOTION_LORAS, MOTION_MODELS, MotionLoRASocket, MotionModelSocket
 
 
 class LoadMotionModel(io.ComfyNode):
@@ -50,10 +51,45 @@ class ApplyMotionModel(io.ComfyNode):
                                        "conditions for AnimateLCM models: the faithful one. community: SD1.5's "
                                        "scaled_linear betas with LCM boundary conditions and a 50-point grid (4 "
                                        "steps: 999, 759, 499, 259), what most shared AnimateLCM workflows use."),
+                MotionLoRASocket.Input("motion_lora", optional=True,
+                                       tooltip="Motion LoRAs from AnimateLCM Load Motion LoRA, merged into this "
+                                               "motion model for this model only."),
             ],
             outputs=[io.Model.Output(tooltip="A clone of the model with the motion module attached.")],
         )
 
     @classmethod
-    def execute(cls, model: io.Model.Type, motion_model, motion_scale: float, beta_schedule: str) -> io.NodeOutput:
-        return io.NodeOutput(attach_motion_model(model, motion_model, motion_scale, beta_schedule))
+    def execute(cls, model: io.Model.Type, motion_model, motion_scale: float, beta_schedule: str,
+                motion_lora: list[MotionLoRA] | None = None) -> io.NodeOutput:
+        if motion_lora and not all(isinstance(lora, MotionLoRA) for lora in motion_lora):
+            raise ValueError("motion_lora: connect AnimateLCM Load Motion LoRA (ALCM_LoadMotionLoRA); another pack's "
+                             "motion LoRA loader gives entries this node cannot read")
+        motion = with_motion_loras(motion_model, motion_lora)
+        return io.NodeOutput(attach_motion_model(model, motion, motion_scale, beta_schedule))
+
+
+class LoadMotionLoRA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ALCM_LoadMotionLoRA",
+            display_name="AnimateLCM Load Motion LoRA",
+            category="AnimateLCM",
+            description="Loads a motion LoRA (AnimateDiff v2 camera LoRAs, MotionDirector temporal LoRAs) from "
+                        "models/animatediff_motion_lora, for AnimateLCM Apply Motion Model; chain several.",
+            inputs=[
+                io.Combo.Input("lora_name", options=folder_paths.get_filename_list(MOTION_LORAS),
+                               tooltip="A .safetensors or .ckpt motion LoRA; .ckpt files are read weights-only."),
+                io.Float.Input("strength", default=1.0, min=-10.0, max=10.0, step=0.01,
+                               tooltip="The merged weight is W + strength x up @ down."),
+                MotionLoRASocket.Input("prev_motion_lora", optional=True,
+                                       tooltip="Earlier motion LoRAs: their changes add up."),
+            ],
+            outputs=[MotionLoRASocket.Output(display_name="motion_lora")],
+        )
+
+    @classmethod
+    def execute(cls, lora_name: str, strength: float, prev_motion_lora: list[MotionLoRA] | None = None
+                ) -> io.NodeOutput:
+        path = folder_paths.get_full_path_or_raise(MOTION_LORAS, lora_name)
+        return io.NodeOutput(load_motion_lora_file(path, lora_name, strength, prev_motion_lora))

@@ -5,11 +5,16 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
-# The folder every AnimateDiff pack uses, so users keep one copy of their motion modules.
+# The folders every AnimateDiff pack uses, so users keep one copy of their motion modules and motion LoRAs.
 MOTION_MODELS = "animatediff_models"
+MOTION_LORAS = "animatediff_motion_lora"
 
 # The MOTION_MODEL socket; the model itself is motion_models.MotionModel.
 MotionModelSocket = io.Custom("MOTION_MODEL")
+
+# The MOTION_LORA socket: a list of patching.motion_lora.MotionLoRA (the name other packs use, so a chain reads the
+# same in every workflow; ADE's own entries are another Python type, refused when applied).
+MotionLoRASocket = io.Custom("MOTION_LORA")
 
 # The SPARSECTRL socket: a SparseCtrl model only ALCM_ApplySparseCtrl can run (it needs the frame count of each call).
 SparseCtrlSocket = io.Custom("SPARSECTRL")

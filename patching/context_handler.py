@@ -11,6 +11,8 @@ during each window, and core's prepare-sampling wrapper sizes memory for one win
 Which frames a window holds reaches everything else through AnimateDiff-Evolved's `transformer_options["ad_params"]`
 (full_length, context_length, sub_idxs: the window's absolute frame indices), the contract IP-Adapter and
 Advanced-ControlNet read, set for every window and removed after; the pack's own per-frame controls read it too.
+
+With FreeNoise, the sampler's initial noise is rescheduled for the windows (patching/noise.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import comfy.context_windows
 import comfy.model_management
 
 from ..samplers.context_windows import context_windows, fuse_weights
+from ..samplers.noise import NOISE_TYPES
 from .compat import context_window
+from .noise import add_free_noise
 
 AD_PARAMS = "ad_params"  # AnimateDiff-Evolved's window contract (docs/reference.md, section 7)
 AD_STATE = "ADGS"  # in transformer_options while AnimateDiff-Evolved itself samples
@@ -142,9 +146,13 @@ def window_of(value, frames: int, index_list: list[int]):
 
 
 def apply_context_windows(model, context_length: int, context_overlap: int, context_stride: int, schedule: str,
-                          fuse_method: str):
+                          fuse_method: str, noise: str = "default"):
+    if noise not in NOISE_TYPES:
+        raise ValueError(f"noise must be one of {', '.join(NOISE_TYPES)}, got {noise!r}")
     m = model.clone()
     m.model_options["context_handler"] = VideoContextHandler(context_length, context_overlap, context_stride,
                                                              schedule, fuse_method)
     comfy.context_windows.create_prepare_sampling_wrapper(m)  # memory estimates for one window, not the whole clip
+    if noise == "FreeNoise":  # batched windows do not overlap, whatever context_overlap says
+        add_free_noise(m, context_length, 0 if schedule == "batched" else context_overlap)
     return m

@@ -18,6 +18,7 @@ MOTION_MODEL = mm.OFFICIAL_NAMES["animatelcm_t2v"]
 I2V_MOTION_MODEL = mm.OFFICIAL_NAMES["animatelcm_i2v"]
 NOT_A_MOTION_MODULE = "a_lora_in_the_wrong_folder.safetensors"
 SECOND_MOTION_MODEL = "v3_sd15_mm.safetensors"
+MOTION_LORA = "v2_lora_ZoomIn.ckpt"  # an AnimateDiff v2 camera LoRA, as the motion-LoRA workflow names it
 INPUT_VIDEO = "animatelcm_input.mp4"  # the name the video-to-video and ControlNet workflows use
 CONTROLNET = "control_v11p_sd15_canny_fp16.safetensors"  # the name the ControlNet workflow uses
 I2V_LORA = "AnimateLCM_sd15_i2v_lora.safetensors"
@@ -48,6 +49,7 @@ def sd15_models() -> dict:
             NOT_A_MOTION_MODULE: lora_file(channel_mult=CHANNEL_MULT),
             SECOND_MOTION_MODEL: mm.motion_module_file("animatediff_v2", WIDTH, seed=1),  # other weights, .safetensors
         },
+        "animatediff_motion_lora": {MOTION_LORA: mm.motion_lora_file("animatediff", WIDTH, fmt="ckpt")},
     }
 
 

@@ -34,5 +34,9 @@ def test_entrypoint_returns_the_extension_with_v3_nodes():
                                                       "ALCM_PromptSchedule", "ALCM_ApplyVideoControlNet",
                                                       "ALCM_ImageToVideo", "ALCM_ColorMatch",
                                                       "ALCM_LoadSVDUNet", "ALCM_SVDScheduler",
-                                                      "ALCM_LoadSparseCtrl", "ALCM_ApplySparseCtrl"}
+                                                      "ALCM_LoadSparseCtrl", "ALCM_ApplySparseCtrl", "ALCM_FreeInit",
+                                                      "ALCM_LoadMotionLoRA"}
     assert all(schema.category.startswith("AnimateLCM") for schema in schemas)
+    import folder_paths  # the folders other packs use for motion modules and motion LoRAs are registered
+
+    assert {"animatediff_models", "animatediff_motion_lora"} <= set(folder_paths.folder_names_and_paths)

@@ -1,0 +1,65 @@
+"""The initial-noise options, as OUTER_SAMPLE wrappers on a clone of the MODEL: they see the sampler's seeded noise
+before sampling starts, so they work with ALCM_KSampler, core's KSampler and custom sampling alike.
+
+- FreeNoise (set by ALCM_ContextOptions): the noise rescheduled for the context windows (samplers/noise.py).
+- FreeInit (ALCM_FreeInit): the whole sampling run repeated; each later run starts from the previous result's low
+  frequencies, diffused back to the first sigma with the first run's noise, joined to fresh high-frequency noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from comfy.patcher_extension import WrappersMP
+
+from ..samplers.noise import freeinit_low_pass, freeinit_noise, free_noise
+
+FREE_NOISE = "animatelcm_free_noise"
+FREE_INIT = "animatelcm_free_init"
+
+
+def _with_free_noise(context_length: int, context_overlap: int, executor, noise, latent_image, sampler, sigmas,
+                     denoise_mask=None, callback=None, disable_pbar=False, seed=None, **kwargs):
+    noise = free_noise(noise, context_length, context_overlap, seed or 0)
+    return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs)
+
+
+def add_free_noise(model, context_length: int, context_overlap: int) -> None:
+    """On a clone the caller made: its sampling starts from FreeNoise for these windows."""
+    model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, FREE_NOISE,
+                               partial(_with_free_noise, context_length, context_overlap))
+
+
+@dataclass(frozen=True)
+class FreeInit:
+    iterations: int  # sampling runs in all: 1 is plain sampling
+    filter_kind: str
+    spatial_stop: float
+    temporal_stop: float
+    order: int = 4
+
+    def __call__(self, executor, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
+                 disable_pbar=False, seed=None, **kwargs):
+        out = executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs)
+        if self.iterations < 2 or noise.abs().max() == 0:  # disabled noise: nothing to re-initialise
+            return out
+        model = executor.class_obj.model_patcher.model
+        frames, _, height, width = noise.shape
+        low_pass = freeinit_low_pass(frames, height, width, self.filter_kind, self.spatial_stop, self.temporal_stop,
+                                     self.order)
+        for iteration in range(1, self.iterations):
+            fresh = torch.randn(noise.shape, generator=torch.Generator().manual_seed((seed or 0) + iteration))
+            start = freeinit_noise(model.process_latent_in(out.float().cpu()), noise.float().cpu(), fresh,
+                                   float(sigmas[0]), low_pass).to(noise.dtype)
+            out = executor(start, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
+                           **kwargs)
+        return out
+
+
+def apply_free_init(model, free_init: FreeInit):
+    m = model.clone()
+    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, FREE_INIT, free_init)
+    return m
