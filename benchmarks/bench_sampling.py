@@ -7,7 +7,9 @@ fixtures: the cost of a forward does not depend on the weight values):
     (ddim sampler, ddim_uniform scheduler, 25 steps, cfg 7.5, linear betas) -> speed-up, target >= 10x;
 (b) per-step time of the pack's KSampler vs a bare loop calling the same patched UNet + motion model forward the
     same number of times on the same batch -> overhead, target <= 1.05x;
-(c) peak memory of each configuration.
+(c) peak memory of each configuration;
+(d) the animated preview's work per step (latent2rgb decode of every frame + animated PNG encode, as when a client
+    listens; timed on its own, 20 calls, median) against the pack's time per step -> overhead, target <= 3%.
 
 CUDA when present (16 frames at 512x512, the UNet dtype ComfyUI picks there), the CPU otherwise (16 frames at
 64x64 by default). Run with the dev Python:  .dev/comfyui-0.33.0/venv/bin/python benchmarks/bench_sampling.py [--help]
@@ -100,6 +102,28 @@ def counting_calls(modules):
     finally:
         for hook in hooks:
             hook.remove()
+
+
+def preview_seconds(model, latent: torch.Tensor, calls: int = 20) -> float:
+    """Median time of one step's animated preview (patching/animated_preview.py) of `latent`'s frames, with core's
+    latent2rgb previewer, encoded but not sent (sending is the server's, on another thread)."""
+    import latent_preview
+    from comfy.cli_args import LatentPreviewMethod, args
+    from animatelcm.patching.animated_preview import animated_callback
+
+    previous, args.preview_method = args.preview_method, LatentPreviewMethod.Latent2RGB
+    try:
+        previewer = latent_preview.get_previewer(torch.device("cpu"), model.model.latent_format)
+    finally:
+        args.preview_method = previous
+    step = animated_callback(None, previewer, send=lambda message: None)
+    x0 = torch.randn(latent.shape, generator=torch.manual_seed(SEED))
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        step(0, x0, x0, 4)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def encode(clip, text: str) -> list:
@@ -217,6 +241,11 @@ def main() -> None:
         print(f"{label:44}: {value:6.3f}x   target {target:9}{'PASS' if ok else 'FAIL'}")
     print(f"{'(c) ' + memory:44}: pack {record['pack']['peak'] / 2**20:.0f} MiB, "
           f"classic {record['classic']['peak'] / 2**20:.0f} MiB")
+    preview = preview_seconds(pack, latent)
+    per_step = median["pack"] / len(record["pack"]["passes"])
+    print(f"{'(d) animated preview / pack step':44}: {preview / per_step:6.2%}   target <= 3%     "
+          f"{'PASS' if preview <= 0.03 * per_step else 'FAIL'}  ({preview * 1000:.1f} ms per step; "
+          f"at a 64x64 latent, 512 px: {preview_seconds(pack, torch.zeros(frames, 4, 64, 64)) * 1000:.1f} ms)")
     print(f"largest spread between repeats of one configuration: {spread:.1%}"
           + ("  -> noisy (other processes or the host): differences below that spread are not resolved, "
              "raise --repeats" if spread > 0.05 else ""))

@@ -9,7 +9,8 @@
   image encoder's features, which `attach_image` computes once per UNet call (a DIFFUSION_MODEL wrapper);
 - the model samples on the motion model's noise schedule (model_sampling.py);
 - an OUTER_SAMPLE wrapper blends prompt schedules left for the latent's frame count (prompt_travel.py) and rejects
-  clips longer than the position encoding, or conds for another frame count, before any model is loaded.
+  clips longer than the position encoding, or conds for another frame count, before any model is loaded;
+- another one previews the whole clip, animated, at each step (animated_preview.py).
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from comfy.patcher_extension import PatcherInjection, WrappersMP
 from ..motion_models.checkpoint import LoadedMotionModel, load_motion_model, unreadable_file_error
 from ..motion_models.motion_module import MotionModel, TemporalTransformer
 from ..samplers.schedule import NoiseSchedule
+from .animated_preview import with_animated_preview
 from .compat import core_model_patcher
 from .model_sampling import set_noise_schedule
 from .prompt_travel import place_schedules
 
 KEY = "animatelcm"
+PREVIEW_KEY = "animatelcm_animated_preview"
 IMAGE_FEATURES = "animatelcm_image_features"  # transformer_options entry: the I2V features of the current UNet call
 
 
@@ -181,6 +184,7 @@ def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionM
             m.set_model_forward_timestep_embed_patch((layer_type, run))
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY,
                            partial(_check_frame_count, motion.loaded.format.max_frames))
+    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, PREVIEW_KEY, with_animated_preview)
     set_noise_schedule(m, NoiseSchedule.for_motion_model(beta_schedule, motion.is_animatelcm,
                                                          motion.loaded.format.has_image_encoder))
     m.set_attachments(KEY, motion)

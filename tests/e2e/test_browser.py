@@ -73,7 +73,23 @@ if (!window.__alcm) {
     return showMissing.apply(this, arguments);
   };
   app.api.addEventListener('execution_error', e => state.errors.push(e.detail));
+  state.previews = [];  // the preview images the frontend received while sampling (Blobs)
+  app.api.addEventListener('b_preview', e => state.previews.push(e.detail));
 }
+"""
+# Frame counts of the animated PNGs among the previews received (the acTL chunk's first field).
+ANIMATED_PREVIEWS_JS = """
+const counts = [];
+for (const blob of window.__alcm.previews.filter(b => b.type === 'image/png')) {
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  for (let i = 8; i + 12 <= bytes.length; i++) {
+    if (bytes[i] === 0x61 && bytes[i + 1] === 0x63 && bytes[i + 2] === 0x54 && bytes[i + 3] === 0x4c) {  // acTL
+      counts.push(new DataView(bytes.buffer).getUint32(i + 4));
+      break;
+    }
+  }
+}
+return counts;
 """
 GRAPH_TYPES_JS = "return app.graph.nodes.map(n => n.type).sort()"
 # The start-up workflow is replaced by an empty graph before each test: 1.48 checks the start-up workflow's model files
@@ -256,6 +272,8 @@ def test_text_to_video_run_plays_in_the_browser(page, server):
     query = urllib.parse.parse_qs(urllib.parse.urlparse(shown["src"]).query)
     output = server.output_dir / query.get("subfolder", [""])[0] / query["filename"][0]
     assert output.is_file(), shown["src"]
+    # While it sampled, the frontend got the whole clip as an animated preview at each of the 4 steps.
+    assert page.js("return (async () => {" + ANIMATED_PREVIEWS_JS + "})()") == [8, 8, 8, 8]
     if output.suffix == ".mp4":
         with av.open(str(output)) as container:
             assert container.streams.video[0].codec_context.name == "h264"
@@ -307,9 +325,9 @@ def _visible(css: str):
     return lambda driver: _displayed(driver, css)
 
 
-def _assert_no_dialog_appears(page, seconds: float = 5) -> None:
+def _assert_no_dialog_appears(page, seconds: float = 3) -> None:
     """No dialog (missing nodes, missing models, an error) opens after a load; a dialog renders on the next frames,
-    well within `seconds` (the missing-nodes guard test shows it does)."""
+    well within `seconds` (the missing-nodes guard test, whole, takes under a second)."""
     from selenium.common.exceptions import TimeoutException
 
     try:

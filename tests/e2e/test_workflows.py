@@ -1,7 +1,9 @@
 """Every shipped workflow is valid for the real server, matches its API twin, and the API twin runs end to end."""
 
 import copy
+import io
 import json
+import struct
 
 import av
 import numpy as np
@@ -121,6 +123,17 @@ def runs_and_saves_what_its_save_node_says(server, prompt: dict) -> dict:
     return history
 
 
+def animated_previews(server) -> list[int]:
+    """Frame counts of the animated PNG previews the last run sent (core's own frame-0 previews are JPEG)."""
+    counts = []
+    for message in server.previews:
+        event, image_type = struct.unpack(">II", message[:8])
+        if event == 1 and image_type == 2:
+            with Image.open(io.BytesIO(message[8:])) as image:
+                counts.append(image.n_frames)
+    return counts
+
+
 def test_text_to_video_api_workflow_runs_with_its_shipped_settings_and_repeats_exactly(server):
     shipped = strip_meta(api_twin(WORKFLOWS_DIR / "animatelcm_text_to_video.json"))
     assert shipped["7"]["inputs"]["batch_size"] == 16 and shipped["8"]["inputs"]["steps"] == 4
@@ -133,7 +146,7 @@ def test_text_to_video_api_workflow_runs_with_its_shipped_settings_and_repeats_e
         cached = {node for e in server.events if e["type"] == "execution_cached" for node in e["data"]["nodes"]}
         assert "8" not in cached, "the sampler came from the cache: the repeat proves nothing"
         progress = [e["data"]["value"] for e in server.events if e["type"] == "progress" and e["data"]["node"] == "8"]
-        assert progress == [1, 2, 3, 4] and server.previews >= 4
+        assert progress == [1, 2, 3, 4] and animated_previews(server) == [8, 8, 8, 8]  # the whole clip, each step
         runs.append([np.array(Image.open(server.output_dir / i["subfolder"] / i["filename"]))
                      for i in history["outputs"]["frames"]["images"]])
         server.free()
