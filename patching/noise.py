@@ -28,9 +28,17 @@ def _with_free_noise(context_length: int, context_overlap: int, executor, noise,
 
 
 def add_free_noise(model, context_length: int, context_overlap: int) -> None:
-    """On a clone the caller made: its sampling starts from FreeNoise for these windows."""
+    """On a clone the caller made: its sampling starts from FreeNoise for these windows.
+
+    Wrappers run in the order their keys were added, the first outermost. FreeNoise must reschedule only the run's
+    own noise, never the noise FreeInit restarts from (that would shuffle the frames of the clip it carries), so it
+    goes outside a FreeInit added earlier in the graph: FreeInit's wrapper is moved after it."""
+    free_init = list(model.get_wrappers(WrappersMP.OUTER_SAMPLE, FREE_INIT))
+    model.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, FREE_INIT)
     model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, FREE_NOISE,
                                partial(_with_free_noise, context_length, context_overlap))
+    for wrapper in free_init:
+        model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, FREE_INIT, wrapper)
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,21 @@ def test_one_iteration_is_plain_sampling_and_the_model_given_is_unchanged(animat
     before = dict(animated.model_options)
     assert torch.equal(sample(free_init(animated, 1), 8), sample(animated, 8))
     assert animated.model_options == before
+
+
+@pytest.mark.parametrize("free_init_first", [True, False], ids=["FreeInit-then-windows", "windows-then-FreeInit"])
+def test_free_noise_reschedules_only_the_first_noise_never_free_inits_restart(animated, free_init_first):
+    """In either wiring order, FreeInit restarts from the FreeNoise run's result with the FreeNoise noise, and that
+    restart noise reaches the sampler as it is (rescheduling it would shuffle the clip it carries)."""
+    if free_init_first:
+        model = windows(free_init(animated, 2), "FreeNoise")
+    else:
+        model = free_init(windows(animated, "FreeNoise"), 2)
+    model, runs = recording(model)
+    sample(model, 24, seed=5, steps=1)
+    first_noise = free_noise(comfy.sample.prepare_noise(torch.zeros(24, 4, 8, 8), 5), 16, 4, 5)
+    assert torch.equal(runs[0][0], first_noise)
+    first_result = sample(windows(animated, "FreeNoise"), 24, seed=5, steps=1)
+    fresh = torch.randn(24, 4, 8, 8, generator=torch.Generator().manual_seed(5 + 1))
+    expected = reference_restart(first_result * 0.18215, first_noise, fresh, float(runs[0][1][0]), 0.25, 0.25)
+    torch.testing.assert_close(runs[1][0], expected, rtol=0, atol=1e-5)
