@@ -12,6 +12,7 @@ Formats, from the keys alone (docs/reference.md, sections 2 and 4):
 - `animatediff`: another stored length (a fine-tune), loaded as is.
 """
 
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ WRAPPER_PREFIXES = ("module.",)  # added by torch.nn.DataParallel / DistributedD
 KINDS_BY_PE_LENGTH = {None: "animatelcm_t2v", 24: "animatediff_v1", 32: "animatediff_v2_v3"}
 
 LORA_KEY = re.compile(r"lora_down|lora_up|lora_unet_|[._]lora[._]")
+BLOCKED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # what torch's weights-only reader names when it refuses a pickle
 _DOWN_LEVEL_KEY = re.compile(r"down_blocks\.(\d+)\.motion_modules\.")
 SHOWN = 3  # keys quoted in an error message
 # A SparseCtrl file holds motion modules too, beside its ControlNet's condition embedding and zero convs.
@@ -72,10 +74,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise unreadable_file_error(path.name, error) from error
 
 
+def unreadable_file_message(name: str, error: Exception) -> str:
+    """Why a model file could not be read at all, whichever reader failed. A pickle that asks for Python objects
+    besides tensors (code, when an ordinary load runs it) is told apart from damaged bytes: torch's weights-only
+    reader refuses it without running it, and the user should know the file may be unsafe, not merely broken."""
+    message = str(error)
+    if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in message:
+        asked = BLOCKED_GLOBAL.search(message)
+        detail = f" (it asks for {asked.group(1)})" if asked else ""
+        return (f"{name}: the file holds pickled Python objects besides tensors{detail}; they would run as code in an "
+                f"ordinary load and may be unsafe. They were not run and the file was not loaded: use the model's "
+                f".safetensors release, or a copy from a source you trust")
+    return (f"{name}: cannot read the file: it is corrupt, incomplete (download it again) or not a weights file: "
+            f"{type(error).__name__}: {error}")
+
+
 def unreadable_file_error(name: str, error: Exception) -> MotionModelFormatError:
-    """The error for a file that could not be read at all, whichever reader failed."""
-    return MotionModelFormatError(f"{name}: cannot read the file: it is corrupt, incomplete (download it again) or "
-                                  f"not a weights file: {type(error).__name__}: {error}")
+    return MotionModelFormatError(unreadable_file_message(name, error))
 
 
 def normalize_state_dict(state_dict: Mapping[str, object]) -> dict[str, torch.Tensor]:

@@ -28,7 +28,7 @@ import comfy.utils
 from comfy.ldm.modules.attention import optimized_attention
 from comfy.ldm.modules.diffusionmodules.openaimodel import TimestepEmbedSequential
 
-from ..motion_models.checkpoint import quote_keys
+from ..motion_models.checkpoint import quote_keys, unreadable_file_message
 from ..motion_models.motion_module import MotionModel, TemporalTransformer
 from .video_control import VideoControl, attach_controls, merge_controls
 
@@ -172,8 +172,7 @@ def load_sparse_control_file(path: str, name: str) -> SparseCtrl:
     try:
         state_dict = comfy.utils.load_torch_file(path, safe_load=True)
     except Exception as error:  # damaged bytes fail in many ways (EOFError, SafetensorError, UnpicklingError)
-        raise SparseCtrlError(f"{name}: could not read the file ({type(error).__name__}: {error}); download it "
-                              "again") from error
+        raise SparseCtrlError(unreadable_file_message(name, error)) from error
     return load_sparse_control(state_dict, name)
 
 

@@ -13,6 +13,7 @@ import comfy.model_base
 import comfy.model_patcher
 import comfy.utils
 
+from ..motion_models.checkpoint import unreadable_file_message
 from ..motion_models.svd_unet import SVDUNetFormatError, convert_svd_unet, svd_key_map
 
 UNET_PREFIX = "diffusion_model."  # the UNet's keys in the MODEL's state dict
@@ -56,8 +57,7 @@ def load_svd_unet(model: comfy.model_patcher.ModelPatcher, path: str, name: str)
     try:
         state_dict = comfy.utils.load_torch_file(path, safe_load=True)
     except Exception as error:  # damaged bytes fail in many ways (SafetensorError, UnpicklingError, EOFError)
-        raise SVDUNetFormatError(f"{name}: cannot read the file: it is corrupt, incomplete (download it again) or "
-                                 f"not a weights file: {type(error).__name__}: {error}") from error
+        raise SVDUNetFormatError(unreadable_file_message(name, error)) from error
     weights = model.model_state_dict(filter_prefix=UNET_PREFIX)
     expected = {k.removeprefix(UNET_PREFIX): tuple(v.shape) for k, v in weights.items()}
     key_map = svd_key_map(comfy.utils.unet_to_diffusers(model.model.model_config.unet_config))

@@ -25,6 +25,7 @@ from animatelcm.nodes.svd import LoadSVDUNet
 from animatelcm.patching.svd_weights import _patch_value
 from animatelcm.devkit import motion_modules as mm, svd_unet as fx
 from animatelcm.devkit.comfy import tiny_sd15_model
+from animatelcm.devkit.weights import code_carrying_checkpoint
 
 TOLERANCE = 1e-4  # max abs difference of the raw UNet output, float32
 FRAMES, HEIGHT, WIDTH = 4, 8, 8  # three downsamplings: 1x1 at the deepest level
@@ -70,6 +71,7 @@ def unet_dir(tmp_path_factory, weights):
     misshaped = dict(half, **{"conv_out.weight": torch.zeros(4, 32, 3, 3)})
     save_file(misshaped, str(folder / "misshaped.safetensors"))
     (folder / "damaged.safetensors").write_bytes((folder / NAME).read_bytes()[:5000])
+    code_carrying_checkpoint(folder / "unsafe.ckpt", folder / "ran")
     return folder
 
 
@@ -250,6 +252,9 @@ def test_other_files_are_refused_with_their_name_and_what_they_are(base_model, u
              "1 key with the wrong shape (conv_out.weight expected [4, 64, 3, 3] found [4, 32, 3, 3])")
     rejected(base_model, "damaged.safetensors", "damaged.safetensors: cannot read the file",
              "corrupt, incomplete (download it again)")
+    rejected(base_model, "unsafe.ckpt", "unsafe.ckpt: the file holds pickled Python objects besides tensors",
+             "may be unsafe. They were not run")
+    assert not (unet_folder / "ran").exists()
     assert base_model.patches == {}
 
 

@@ -233,7 +233,7 @@ def test_files_that_are_not_sparsectrl_are_told_apart(tmp_path):
         load_sparse_control_file(str(lora_file()), "lora.safetensors")
     damaged = tmp_path / "v3_sd15_sparsectrl_rgb.ckpt"
     damaged.write_bytes(dsc.sparse_control_file("rgb", TINY).read_bytes()[:1000])
-    with pytest.raises(SparseCtrlError, match="could not read the file"):
+    with pytest.raises(SparseCtrlError, match="cannot read the file: it is corrupt, incomplete"):
         load_sparse_control_file(str(damaged), damaged.name)
     state_dict = dsc.sparse_control_state_dict("scribble", TINY)
     no_motion = {k: v for k, v in state_dict.items() if ".motion_modules." not in k}

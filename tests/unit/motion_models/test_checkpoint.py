@@ -197,6 +197,18 @@ def test_truncated_file_is_named(tmp_path, fmt):
         read_state_dict(path)
 
 
+def test_a_checkpoint_that_carries_code_is_refused_as_unsafe_without_running_it(tmp_path):
+    from animatelcm.devkit.weights import code_carrying_checkpoint
+
+    path = code_carrying_checkpoint(tmp_path / "mm_sd_v15_v2.ckpt", flag := tmp_path / "ran")
+    with pytest.raises(MotionModelFormatError) as refused:
+        read_state_dict(path)
+    assert str(refused.value).startswith("mm_sd_v15_v2.ckpt: the file holds pickled Python objects besides tensors "
+                                         "(it asks for io.open)")
+    assert "may be unsafe. They were not run" in str(refused.value) and "download it again" not in str(refused.value)
+    assert not flag.exists()
+
+
 def test_missing_file_is_not_called_corrupt(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_state_dict(tmp_path / "absent.ckpt")
