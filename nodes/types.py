@@ -16,6 +16,10 @@ MotionModelSocket = io.Custom("MOTION_MODEL")
 # same in every workflow; ADE's own entries are another Python type, refused when applied).
 MotionLoRASocket = io.Custom("MOTION_LORA")
 
+# VideoHelperSuite's video-info socket: a dict of source_/loaded_ fps, frame_count, duration, width, height, so its
+# info nodes (and anything written for its Load Video) read the pack's loader too.
+VideoInfoSocket = io.Custom("VHS_VIDEOINFO")
+
 # The SPARSECTRL socket: a SparseCtrl model only ALCM_ApplySparseCtrl can run (it needs the frame count of each call).
 SparseCtrlSocket = io.Custom("SPARSECTRL")
 

@@ -12,6 +12,7 @@ from ..patching.video_files import decoded_frames, input_videos, reserve_output_
 from ..video.reader import EXTENSIONS, FrameSelection, Resize, VideoReadError, read_video
 from ..video.writer import FORMATS, VideoSettings, write_video
 from ..video.writer import pingpong as pingpong_order
+from .types import VideoInfoSocket
 
 
 class SaveVideo(io.ComfyNode):
@@ -122,6 +123,9 @@ class LoadVideo(io.ComfyNode):
                 io.Int.Output(display_name="frame_count"),
                 io.Float.Output(display_name="frame_rate", tooltip="Of the frames returned (after force_rate and "
                                                                    "select_every_nth)."),
+                VideoInfoSocket.Output(display_name="video_info",
+                                       tooltip="The file's fps, frame count, duration and size, and the loaded "
+                                               "frames' (VideoHelperSuite's VHS_VIDEOINFO keys)."),
             ],
         )
 
@@ -135,7 +139,7 @@ class LoadVideo(io.ComfyNode):
         except VideoReadError as error:
             raise ValueError(f"ALCM_LoadVideo: {error}") from None
         images = torch.from_numpy(loaded.frames).float().div_(255)
-        return io.NodeOutput(images, images.shape[0], loaded.frame_rate)
+        return io.NodeOutput(images, images.shape[0], loaded.frame_rate, loaded.info())
 
     @classmethod
     def fingerprint_inputs(cls, video: str, **options) -> str:

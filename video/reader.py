@@ -39,16 +39,41 @@ class Resize:
     multiple_of_8: bool = True  # SD latents are 1/8 of the image size
 
 
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the file says of itself, before any frame is chosen."""
+
+    frame_rate: float
+    frame_count: int  # the container's count for a video (some containers estimate it), exact for GIF/WebP
+    duration: float  # seconds
+    width: int
+    height: int
+
+
 @dataclass
 class LoadedVideo:
     frames: np.ndarray  # uint8 [frames, height, width, 3]
     frame_rate: float  # of the frames returned
-    source_frame_rate: float
+    source: SourceInfo
+
+    @property
+    def source_frame_rate(self) -> float:
+        return self.source.frame_rate
+
+    def info(self) -> dict[str, float | int]:
+        """The source's and the loaded frames' rate, count, duration and size, under VideoHelperSuite's
+        VHS_VIDEOINFO keys (`source_fps`... `loaded_height`), so nodes written for its Load Video read it."""
+        count, height, width = self.frames.shape[:3]
+        return {"source_fps": self.source.frame_rate, "source_frame_count": self.source.frame_count,
+                "source_duration": self.source.duration, "source_width": self.source.width,
+                "source_height": self.source.height, "loaded_fps": self.frame_rate, "loaded_frame_count": count,
+                "loaded_duration": count / self.frame_rate, "loaded_width": width, "loaded_height": height}
 
 
 def read_video(path: str, selection: FrameSelection = FrameSelection(), resize: Resize = Resize()) -> LoadedVideo:
     name = os.path.basename(path)
-    source_rate, timed = _open(path)
+    source, timed = _open(path)
+    source_rate = source.frame_rate
     if selection.force_rate > 0:
         frames, rate = _resample(timed, selection.force_rate), selection.force_rate
     else:
@@ -70,7 +95,7 @@ def read_video(path: str, selection: FrameSelection = FrameSelection(), resize: 
         raise VideoReadError(
             f"{name}: no frames left: skip_first_frames={selection.skip_first_frames} skips all {read} "
             f"frames (at {rate:g} fps). Lower skip_first_frames.")
-    return LoadedVideo(np.stack(kept), rate / selection.select_every_nth, source_rate)
+    return LoadedVideo(np.stack(kept), rate / selection.select_every_nth, source)
 
 
 def target_size(width: int, height: int, resize: Resize) -> tuple[int, int]:
@@ -95,8 +120,8 @@ def _resize(frame: np.ndarray, resize: Resize) -> np.ndarray:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
-def _open(path: str) -> tuple[float, Iterator[tuple[float, float, np.ndarray]]]:
-    """(frames per second, iterator of (start s, end s, RGB frame))."""
+def _open(path: str) -> tuple[SourceInfo, Iterator[tuple[float, float, np.ndarray]]]:
+    """(what the file says of itself, iterator of (start s, end s, RGB frame))."""
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise VideoReadError(f"{name}: no such file ({path}). Upload it or put it in ComfyUI's input folder.")
@@ -113,6 +138,9 @@ def _open_video(path: str, name: str):
                              f"lacks). Re-encode it as H.264 mp4 or VP9 webm.")
     rate = capture.get(cv2.CAP_PROP_FPS)
     rate = rate if np.isfinite(rate) and rate > 0 else 24.0  # some containers do not say; 24 is the common case
+    count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+    source = SourceInfo(rate, count, count / rate, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
 
     def frames():
         try:
@@ -126,7 +154,7 @@ def _open_video(path: str, name: str):
         finally:
             capture.release()
 
-    return rate, frames()
+    return source, frames()
 
 
 def _open_animated_image(path: str, name: str):
@@ -141,6 +169,7 @@ def _open_animated_image(path: str, name: str):
         frame.load()  # WebP sets a frame's duration only once it is decoded
         durations.append(frame.info.get("duration") or 100)  # ms; browsers show 0 as 100 ms too
     rate = 1000 * len(durations) / sum(durations)
+    source = SourceInfo(rate, len(durations), sum(durations) / 1000, *image.size)
 
     def frames():
         start = 0.0
@@ -152,7 +181,7 @@ def _open_animated_image(path: str, name: str):
         finally:
             image.close()
 
-    return rate, frames()
+    return source, frames()
 
 
 def _resample(timed: Iterator[tuple[float, float, np.ndarray]], rate: float) -> Iterator[np.ndarray]:

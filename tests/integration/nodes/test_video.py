@@ -116,15 +116,19 @@ def test_latent_without_vae_is_refused_with_the_fix(folders):
         save({"samples": torch.zeros(4, 4, 8, 8)})
 
 
-def test_load_video_reads_frames_count_and_rate(folders):
+def test_load_video_reads_frames_count_rate_and_video_info(folders):
     save(frames(12, 48, 64), format="webp", quality=100, filename_prefix="source")
     written = next((folders / "output").glob("source_*.webp"))
     os.replace(written, folders / "input" / "clip.webp")
     assert LoadVideo.validate_inputs("clip.webp") is True
-    images, count, rate = LoadVideo.execute("clip.webp", frame_load_cap=4, skip_first_frames=1, select_every_nth=2,
-                                            force_rate=0.0, custom_width=32, custom_height=0, multiple_of_8=True).result
+    images, count, rate, info = LoadVideo.execute("clip.webp", frame_load_cap=4, skip_first_frames=1,
+                                                  select_every_nth=2, force_rate=0.0, custom_width=32, custom_height=0,
+                                                  multiple_of_8=True).result
     assert images.shape == (4, 24, 32, 3) and images.dtype == torch.float32 and 0 <= images.min() <= images.max() <= 1
     assert count == 4 and rate == pytest.approx(4.0)
+    assert info == pytest.approx({"source_fps": 8.0, "source_frame_count": 12, "source_duration": 1.5,
+                                  "source_width": 64, "source_height": 48, "loaded_fps": 4.0, "loaded_frame_count": 4,
+                                  "loaded_duration": 1.0, "loaded_width": 32, "loaded_height": 24})
 
 
 def test_load_video_errors_name_the_file_and_the_fix(folders):

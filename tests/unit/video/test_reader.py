@@ -53,6 +53,19 @@ def test_skip_then_every_nth_then_cap(mp4):
     assert video.frame_rate == pytest.approx(8 / 3)
 
 
+def test_video_info_gives_the_source_and_the_loaded_frames(mp4, gif):
+    video = read_video(mp4, FrameSelection(frame_load_cap=3, skip_first_frames=2, select_every_nth=3),
+                       Resize(width=32, multiple_of_8=True))
+    assert video.info() == pytest.approx({
+        "source_fps": 8.0, "source_frame_count": 16, "source_duration": 2.0, "source_width": 64, "source_height": 48,
+        "loaded_fps": 8 / 3, "loaded_frame_count": 3, "loaded_duration": 3 / (8 / 3), "loaded_width": 32,
+        "loaded_height": 24})
+    animated = read_video(gif, FrameSelection(force_rate=10), Resize(multiple_of_8=False))
+    assert animated.info() == pytest.approx({
+        "source_fps": 7.5, "source_frame_count": 6, "source_duration": 0.8, "source_width": 20, "source_height": 12,
+        "loaded_fps": 10.0, "loaded_frame_count": 8, "loaded_duration": 0.8, "loaded_width": 20, "loaded_height": 12})
+
+
 @pytest.mark.parametrize("rate,expected", [(4, [0, 2, 4, 6, 8, 10, 12, 14]),
                                            (16, [i // 2 for i in range(32)]),
                                            (6, [0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14])])
