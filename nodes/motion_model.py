@@ -61,7 +61,8 @@ class ApplyMotionModel(io.ComfyNode):
     @classmethod
     def execute(cls, model: io.Model.Type, motion_model, motion_scale: float, beta_schedule: str,
                 motion_lora: list[MotionLoRA] | None = None) -> io.NodeOutput:
-        if motion_lora and not all(isinstance(lora, MotionLoRA) for lora in motion_lora):
+        if motion_lora is not None and not (isinstance(motion_lora, list)
+                                            and all(isinstance(lora, MotionLoRA) for lora in motion_lora)):
             raise ValueError("motion_lora: connect AnimateLCM Load Motion LoRA (ALCM_LoadMotionLoRA); another pack's "
                              "motion LoRA loader gives entries this node cannot read")
         motion = with_motion_loras(motion_model, motion_lora)

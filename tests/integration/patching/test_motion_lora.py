@@ -96,3 +96,15 @@ def test_a_lora_for_another_width_is_refused_when_applied(motion):
     chain = load_motion_lora_file(str(wide), "sdxl_like.safetensors", 1.0)
     with pytest.raises(MotionLoRAError, match="another width"):
         with_motion_loras(motion, chain)
+
+
+def test_another_packs_motion_lora_chain_is_refused_with_the_node_to_use(motion):
+    from animatelcm.devkit.comfy import tiny_sd15_model
+    from animatelcm.nodes.motion_model import ApplyMotionModel
+
+    class OtherPacksLoraList:  # e.g. AnimateDiff-Evolved's MOTION_LORA: not a list of the pack's entries
+        loras = [("v2_lora_ZoomIn.ckpt", 1.0)]
+
+    for foreign in (OtherPacksLoraList(), [("v2_lora_ZoomIn.ckpt", 1.0)]):
+        with pytest.raises(ValueError, match="connect AnimateLCM Load Motion LoRA"):
+            ApplyMotionModel.execute(tiny_sd15_model(), motion, 1.0, "auto", foreign)
