@@ -37,15 +37,17 @@ def preview_frames(previewer, x0: torch.Tensor) -> list[Image.Image]:
     return [previewer.decode_latent_to_preview(x0[i:i + 1]) for i in range(x0.shape[0])]
 
 
-def _send(message: bytes) -> None:
-    """To the client of the running prompt, as core sends its previews; ComfyUI's `server` module is loaded only in
-    a running server (it is looked up, not imported)."""
+def _client_sender():
+    """A function sending to the client of the running prompt, as core sends its previews, or None when no client
+    listens; ComfyUI's `server` module is loaded only in a running server (it is looked up, not imported)."""
     server = getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
-    if server is not None and server.client_id is not None:
-        server.send_sync(PREVIEW_IMAGE, message, server.client_id)
+    if server is None or server.client_id is None:
+        return None
+    client = server.client_id
+    return lambda message: server.send_sync(PREVIEW_IMAGE, message, client)
 
 
-def animated_callback(callback, previewer, send=_send):
+def animated_callback(callback, previewer, send):
     """`callback` (core's, or None) followed by the clip's animated preview."""
 
     def step(i, x0, x, total_steps):
@@ -58,10 +60,12 @@ def animated_callback(callback, previewer, send=_send):
 
 def with_animated_preview(executor, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
                           disable_pbar=False, seed=None, **kwargs):
-    """OUTER_SAMPLE wrapper; a clip of one frame keeps core's preview alone."""
+    """OUTER_SAMPLE wrapper; a clip of one frame keeps core's preview alone, and nothing is decoded when no client
+    listens."""
     patcher = executor.class_obj.model_patcher
-    if callback is not None and noise.shape[0] > 1:
+    send = _client_sender() if callback is not None and noise.shape[0] > 1 else None
+    if send is not None:
         previewer = latent_preview.get_previewer(patcher.load_device, patcher.model.latent_format)
         if previewer is not None:
-            callback = animated_callback(callback, previewer)
+            callback = animated_callback(callback, previewer, send)
     return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs)
