@@ -87,14 +87,19 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.ModuleList([operations.Linear(channels, channels, **factory)])
         self.attention = attention
 
-    def forward(self, h: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, num_frames: int, key_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """`key_scale` ((b f), d, 1) multiplies the keys of each frame at each location: above 1 the frames attend
+        more sharply to the most similar ones, below 1 more evenly to all (AnimateDiff-Evolved's "scale")."""
         # 1. One sequence of frames per spatial location
         d = h.shape[1]
         h = rearrange(h, "(b f) d c -> (b d) f c", f=num_frames)
         h = self.pos_encoder(h)
 
         # 2. Attention over frames
-        h = self.attention(self.to_q(h), self.to_k(h), self.to_v(h), HEADS)
+        k = self.to_k(h)
+        if key_scale is not None:
+            k = k * rearrange(key_scale, "(b f) d c -> (b d) f c", f=num_frames).to(k.dtype)
+        h = self.attention(self.to_q(h), k, self.to_v(h), HEADS)
         h = self.to_out[0](h)
 
         # 3. Back to frames
@@ -142,9 +147,9 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(channels, operations, **factory)
         self.ff_norm = operations.LayerNorm(channels, **factory)
 
-    def forward(self, h: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, num_frames: int, key_scale: torch.Tensor | None = None) -> torch.Tensor:
         for attention_block, norm in zip(self.attention_blocks, self.norms):
-            h = h + attention_block(norm(h), num_frames)
+            h = h + attention_block(norm(h), num_frames, key_scale)
         return h + self.ff(self.ff_norm(h))
 
 
@@ -171,33 +176,42 @@ class TemporalTransformer(nn.Module):
             [TemporalTransformerBlock(channels, pe_length, pe_stored, operations, attention=attention, **factory)])
         self.proj_out = operations.Linear(channels, channels, **factory)
 
-    def forward(self, x: torch.Tensor, num_frames: int, scale: float = 1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, num_frames: int, scale: float | torch.Tensor = 1.0,
+                key_scale: float | torch.Tensor = 1.0) -> torch.Tensor:
         """x: (batch * num_frames, C, H, W), the frames of each clip contiguous. Returns x + scale * temporal residual.
 
-        Clips never attend to each other: to run cond and uncond (or several context windows) in one call, stack
-        them along the batch axis with the same `num_frames`.
+        `scale` and `key_scale` (the factor on the attention keys) are numbers or tensors that broadcast to
+        (batch * num_frames, 1, H, W): one value per frame, or per frame and pixel. Clips never attend to each other:
+        to run cond and uncond (or several context windows) in one call, stack them along the batch axis with the
+        same `num_frames`.
         """
         if x.shape[0] % num_frames:
             raise ValueError(f"the batch of {x.shape[0]} frames is not a whole number of {num_frames}-frame clips")
         if num_frames > self.max_frames:
             raise ValueError(f"{num_frames} frames exceed the {self.max_frames} this motion model's position "
                              "encoding covers: use context windows or a shorter clip")
-        if scale == 0:
+        if not torch.is_tensor(scale) and scale == 0:
             return x
 
         # 1. Input: GroupNorm on (b f) c h w normalises each frame on its own, as the original does
         bf, c, height, width = x.shape
+        keys = None
+        if torch.is_tensor(key_scale) or key_scale != 1:
+            keys = torch.as_tensor(key_scale, device=x.device).expand(bf, 1, height, width)
+            keys = keys.reshape(bf, 1, height * width).transpose(1, 2)
         h = self.norm(x)
         h = h.permute(0, 2, 3, 1).reshape(bf, height * width, c)
         h = self.proj_in(h)
 
         # 2. Temporal attention and feed-forward
         for block in self.transformer_blocks:
-            h = block(h, num_frames)
+            h = block(h, num_frames, keys)
 
         # 3. Output
         h = self.proj_out(h)
         h = h.reshape(bf, height, width, c).permute(0, 3, 1, 2)
+        if torch.is_tensor(scale):
+            scale = scale.to(h.dtype)
         return x + scale * h
 
 

@@ -8,6 +8,7 @@ from .controlnet import ApplyVideoControlNet
 from .free_init import FreeInit
 from .image_to_video import ImageToVideo
 from .motion_model import ApplyMotionModel, LoadMotionLoRA, LoadMotionModel
+from .multival import ValueSchedule
 from .prompt_schedule import PromptSchedule
 from .svd import LoadSVDUNet
 from .svd_sampling import SVDScheduler
@@ -25,4 +26,4 @@ class AnimateLCMExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [LoadMotionModel, ApplyMotionModel, ImageToVideo, ContextOptions, PromptSchedule, ApplyVideoControlNet,
                 Scheduler, Sampler, KSampler, SaveVideo, LoadVideo, ColorMatch, LoadSVDUNet, SVDScheduler, LoadSparseCtrl,
-                ApplySparseCtrl, FreeInit, LoadMotionLoRA]
+                ApplySparseCtrl, FreeInit, LoadMotionLoRA, ValueSchedule]

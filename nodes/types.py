@@ -16,6 +16,10 @@ MotionModelSocket = io.Custom("MOTION_MODEL")
 # same in every workflow; ADE's own entries are another Python type, refused when applied).
 MotionLoRASocket = io.Custom("MOTION_LORA")
 
+# AnimateDiff-Evolved's MULTIVAL socket: a number, or a tensor of values per frame (F, 1, 1) or per frame and pixel
+# (F, H, W), so its Multival nodes plug into the pack's motion strength inputs and the pack's schedule into theirs.
+MultivalSocket = io.Custom("MULTIVAL")
+
 # VideoHelperSuite's video-info socket: a dict of source_/loaded_ fps, frame_count, duration, width, height, so its
 # info nodes (and anything written for its Load Video) read the pack's loader too.
 VideoInfoSocket = io.Custom("VHS_VIDEOINFO")

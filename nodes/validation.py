@@ -23,12 +23,12 @@ def outside_declared_range(node: type[io.ComfyNode], **values) -> str | None:
 
 
 def percent_range_problem(node: type[io.ComfyNode], start_percent: float, end_percent: float) -> str | None:
-    """The control apply nodes' check: each percent within 0..1, and a range that starts after it ends never
-    applies."""
+    """The check of nodes acting on part of the sampling (controls, motion): each percent within 0..1, and a range
+    that starts after it ends is empty."""
     problem = outside_declared_range(node, start_percent=start_percent, end_percent=end_percent)
     if problem is None and None not in (start_percent, end_percent) and start_percent > end_percent:
-        problem = (f"start_percent ({start_percent}) is after end_percent ({end_percent}): the control would never "
-                   f"apply; swap them")
+        problem = (f"start_percent ({start_percent}) is after end_percent ({end_percent}): it would never apply; "
+                   f"swap them")
     return problem
 
 

@@ -9,10 +9,11 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
-from ..samplers.lcm import sample_animatelcm
+from ..samplers.lcm import fresh_noise_sampler, sample_animatelcm
 from ..samplers.schedule import I2V_ORIGINAL_STEPS, T2V_ORIGINAL_STEPS, lcm_timesteps
 from .model_sampling import noise_schedule, timestep_sampling
 from .motion_injection import applied_motion_model
+from .noise import free_noise_steps
 
 
 def animatelcm_sigmas(model: comfy.model_patcher.ModelPatcher, steps: int, original_steps: int = 0,
@@ -33,8 +34,16 @@ def animatelcm_sigmas(model: comfy.model_patcher.ModelPatcher, steps: int, origi
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
+def _sample_animatelcm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
+    extra_args = extra_args or {}
+    if noise_sampler is None:  # the seed's fresh noise, under FreeNoise rescheduled as the initial noise was
+        seed = extra_args.get("seed")
+        noise_sampler = free_noise_steps(extra_args.get("model_options", {}), fresh_noise_sampler(x, seed), seed)
+    return sample_animatelcm(model, x, sigmas, extra_args, callback, disable, noise_sampler)
+
+
 def animatelcm_sampler() -> comfy.samplers.KSAMPLER:
-    return comfy.samplers.KSAMPLER(sample_animatelcm)
+    return comfy.samplers.KSAMPLER(_sample_animatelcm)
 
 
 def sample_video(model, positive, negative, latent_image: dict, seed: int, steps: int, cfg: float,

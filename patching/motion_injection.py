@@ -4,7 +4,8 @@
 - an injection inserts one `MotionModuleLayer` per temporal transformer into the UNet blocks at the end of
   `patch_model()` and removes them on eject, so the layers never see weight patching and the input MODEL, and the
   UNet once unpatched, stay exactly as they were;
-- a forward_timestep_embed patch runs those layers with the frame count of each cond/uncond chunk;
+- a forward_timestep_embed patch runs those layers with the frame count of each cond/uncond chunk, and the motion
+  strength of the chunk's frames at this step (motion_strength.py);
 - for AnimateLCM-I2V, `ImageFeatureLayer`s go in before the second motion module of each down level; they add the
   image encoder's features, which `attach_image` computes once per UNet call (a DIFFUSION_MODEL wrapper);
 - the model samples on the motion model's noise schedule (model_sampling.py);
@@ -34,6 +35,7 @@ from ..samplers.schedule import NoiseSchedule
 from .animated_preview import with_animated_preview
 from .compat import core_model_patcher
 from .model_sampling import set_noise_schedule
+from .motion_strength import MotionStrength, frame_factor, sigma_range
 from .prompt_travel import place_schedules
 
 KEY = "animatelcm"
@@ -76,15 +78,23 @@ class MotionModuleLayer(torch.nn.Module):
     management never see it: its weights belong to the motion model's own patcher.
     """
 
-    def __init__(self, transformer: TemporalTransformer, scale: float):
+    def __init__(self, transformer: TemporalTransformer, strength: MotionStrength,
+                 sigmas: tuple[float, float] | None = None):
         super().__init__()
         self.__dict__["transformer"] = transformer
-        self.scale = scale
+        self.strength = strength
+        self.sigmas = sigmas  # the (highest, lowest) sigma of the steps it runs at; None: all
 
     def forward(self, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
         # calc_cond_batch stacks one chunk of all frames per cond/uncond entry: attend within each chunk.
         chunks = len(transformer_options.get("cond_or_uncond") or [0])
-        return self.transformer(x, x.shape[0] // chunks, self.scale)
+        frames = x.shape[0] // chunks
+        sigma = transformer_options.get("sigmas")
+        if self.sigmas is not None and sigma is not None and not self.sigmas[1] <= float(sigma.max()) <= self.sigmas[0]:
+            return x
+        effect, key_scale = (frame_factor(value, transformer_options, chunks, frames, *x.shape[-2:], x.device)
+                             for value in (self.strength.effect, self.strength.key_scale))
+        return self.transformer(x, frames, effect, key_scale)
 
 
 class ImageFeatureLayer(torch.nn.Module):
@@ -117,7 +127,8 @@ def remove_motion_layers(unet) -> None:
                     del block[i]
 
 
-def insert_motion_layers(unet, motion_model: MotionModel, temporal_scale: float) -> None:
+def insert_motion_layers(unet, motion_model: MotionModel, strength: MotionStrength,
+                         sigmas: tuple[float, float] | None = None) -> None:
     """Puts one `MotionModuleLayer` per temporal transformer of `motion_model` into a ComfyUI `UNetModel` at the
     places of the reference (and the I2V image-feature layers); any layers already there are removed first, so none
     runs twice. They run through `MOTION_LAYER_PATCHES` in transformer_options."""
@@ -126,7 +137,7 @@ def insert_motion_layers(unet, motion_model: MotionModel, temporal_scale: float)
         attribute, index = placement.ldm_block
         blocks = getattr(unet, attribute)
         block = blocks if attribute == "middle_block" else blocks[index]
-        layers = [MotionModuleLayer(transformer, temporal_scale)]
+        layers = [MotionModuleLayer(transformer, strength, sigmas)]
         if motion_model.image_encoder is not None and placement.block == "down" and placement.position == 1:
             layers.insert(0, ImageFeatureLayer(placement.level))  # after the level's second resnet/attention
         if attribute == "middle_block":  # between the SpatialTransformer and the second ResBlock
@@ -138,8 +149,10 @@ def insert_motion_layers(unet, motion_model: MotionModel, temporal_scale: float)
             block.insert(at + offset, layer)
 
 
-def _inject(motion: MotionModelPatcher, temporal_scale: float, patcher: comfy.model_patcher.ModelPatcher) -> None:
-    insert_motion_layers(patcher.model.diffusion_model, motion.loaded.model, temporal_scale)
+def _inject(motion: MotionModelPatcher, strength: MotionStrength, patcher: comfy.model_patcher.ModelPatcher) -> None:
+    # The sigmas of start/end percent on the schedule this very patcher samples with (later nodes may change it).
+    sigmas = sigma_range(strength, patcher.get_model_object("model_sampling"))
+    insert_motion_layers(patcher.model.diffusion_model, motion.loaded.model, strength, sigmas)
 
 
 def _eject(patcher: comfy.model_patcher.ModelPatcher) -> None:
@@ -172,12 +185,15 @@ def applied_motion_model(model: comfy.model_patcher.ModelPatcher) -> MotionModel
     return model.get_attachment(KEY)
 
 
-def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionModelPatcher, temporal_scale: float,
+def attach_motion_model(model: comfy.model_patcher.ModelPatcher, motion: MotionModelPatcher,
+                        strength: MotionStrength | float,
                         beta_schedule: str = "auto") -> comfy.model_patcher.ModelPatcher:
-    """A clone of `model` that runs `motion` in its UNet; `model` itself is left untouched."""
+    """A clone of `model` that runs `motion` in its UNet (a number as `strength` is the effect alone); `model` itself
+    is left untouched."""
+    strength = strength if isinstance(strength, MotionStrength) else MotionStrength(float(strength))
     m = model.clone()
     m.set_additional_models(KEY, [motion.patcher])
-    m.set_injections(KEY, [PatcherInjection(inject=partial(_inject, motion, temporal_scale), eject=_eject)])
+    m.set_injections(KEY, [PatcherInjection(inject=partial(_inject, motion, strength), eject=_eject)])
     patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
     for layer_type, run in MOTION_LAYER_PATCHES:
         if not any(patched is layer_type for patched, _ in patches):

@@ -1,7 +1,9 @@
 """The initial-noise options, as OUTER_SAMPLE wrappers on a clone of the MODEL: they see the sampler's seeded noise
 before sampling starts, so they work with ALCM_KSampler, core's KSampler and custom sampling alike.
 
-- FreeNoise (set by ALCM_ContextOptions): the noise rescheduled for the context windows (samplers/noise.py).
+- FreeNoise (set by ALCM_ContextOptions): the noise rescheduled for the context windows (samplers/noise.py). The
+  pack's LCM sampler re-noises at every step, and fresh independent noise there would undo it after the first step:
+  it reschedules each step's noise the same way (`free_noise_steps`; core's samplers draw their own).
 - FreeInit (ALCM_FreeInit): the whole sampling run repeated; each later run starts from the previous result's low
   frequencies, diffused back to the first sigma with the first run's noise, joined to fresh high-frequency noise.
 """
@@ -17,7 +19,7 @@ from comfy.patcher_extension import WrappersMP
 
 from ..samplers.noise import freeinit_low_pass, freeinit_noise, free_noise
 
-FREE_NOISE = "animatelcm_free_noise"
+FREE_NOISE = "animatelcm_free_noise"  # the wrapper's key, and the model_options entry of its (length, overlap)
 FREE_INIT = "animatelcm_free_init"
 
 
@@ -39,6 +41,15 @@ def add_free_noise(model, context_length: int, context_overlap: int) -> None:
                                partial(_with_free_noise, context_length, context_overlap))
     for wrapper in free_init:
         model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, FREE_INIT, wrapper)
+    model.model_options[FREE_NOISE] = (context_length, context_overlap)
+
+
+def free_noise_steps(model_options: dict, noise_sampler, seed: int | None):
+    """A sampler's per-step noise, rescheduled like the initial noise when the model samples with FreeNoise."""
+    windows = model_options.get(FREE_NOISE)
+    if windows is None:
+        return noise_sampler
+    return lambda sigma, sigma_next: free_noise(noise_sampler(sigma, sigma_next), *windows, seed or 0)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, UNetModel
 from ..motion_models.motion_module import MotionModel
 from ..patching.motion_injection import (MOTION_LAYER_PATCHES, MotionModuleLayer, insert_motion_layers,
                                          remove_motion_layers)
+from ..patching.motion_strength import MotionStrength
 
 # A reduced-width SD1.5 UNet in pixel space for the small-scale proof: four levels of two ResBlocks, cross-attention
 # on the two middle levels, a mid block; 64 channels at every level, 8 heads, as ComfyUI builds every SD1.5 UNet.
@@ -126,7 +127,7 @@ class VideoUNet:
         if motion is None:
             remove_motion_layers(self.unet)
         elif not self._holds(motion):
-            insert_motion_layers(self.unet, motion, 1.0)
+            insert_motion_layers(self.unet, motion, MotionStrength())
         if self.gradient_checkpointing:
             for module in self.unet.modules():
                 if isinstance(module, ResBlock):

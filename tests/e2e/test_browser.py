@@ -294,6 +294,19 @@ def test_text_to_video_run_plays_in_the_browser(page, server):
     assert chromium.is_png(screenshot), screenshot
 
 
+def test_a_workflow_saved_before_the_motion_strength_inputs_opens_with_their_defaults(page):
+    """ALCM_ApplyMotionModel gained optional start/end percent widgets: a graph saved with its two former widget
+    values opens with those values kept and the new ones at their defaults, and queues as such."""
+    workflow = json.loads(TEXT_TO_VIDEO.read_text())
+    apply = next(n for n in workflow["nodes"] if n["type"] == "ALCM_ApplyMotionModel")
+    apply["widgets_values"] = [0.8, "linear"]
+    _load_graph(page, workflow)
+    prompt = page.js("return app.graphToPrompt().then(p => p.output)")
+    inputs = prompt[str(apply["id"])]["inputs"]
+    assert {k: inputs.get(k) for k in ("motion_scale", "beta_schedule", "start_percent", "end_percent")} == {
+        "motion_scale": 0.8, "beta_schedule": "linear", "start_percent": 0.0, "end_percent": 1.0}
+
+
 # -- helpers ------------------------------------------------------------------------------------------------------
 def _load_graph(page, workflow: dict) -> None:
     """Open a UI-format workflow the way a dropped file is opened (app.loadGraphData), and wait for it."""

@@ -11,7 +11,9 @@ from .conftest import (CHECKPOINT, I2V_MOTION_MODEL, LORA, MOTION_MODEL, NOT_A_M
                        SIZE, SPARSECTRL_NAMES)
 
 NODE_IDS = {"ALCM_LoadMotionModel": ["model_name"],
-            "ALCM_ApplyMotionModel": ["model", "motion_model", "motion_scale", "beta_schedule", "motion_lora"],
+            "ALCM_ApplyMotionModel": ["model", "motion_model", "motion_scale", "beta_schedule", "motion_lora",
+                                      "effect_multival", "scale_multival", "start_percent", "end_percent"],
+            "ALCM_ValueSchedule": ["schedule", "frame_count", "interpolation", "mask"],
             "ALCM_LoadMotionLoRA": ["lora_name", "strength", "prev_motion_lora"],
             "ALCM_LoadSparseCtrl": ["sparsectrl_name"],
             "ALCM_ApplySparseCtrl": ["positive", "negative", "sparsectrl", "images", "frame_indices", "strength",

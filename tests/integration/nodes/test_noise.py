@@ -59,6 +59,32 @@ def test_free_noise_reschedules_the_seeded_noise_the_sampler_starts_from(animate
     assert not torch.equal(free_noise(default, 16, 4, 11), default)
 
 
+def test_free_noise_also_reschedules_the_noise_of_each_lcm_step(animated):
+    """The pack's sampler re-noises the denoised clip at every step; under FreeNoise that noise is rescheduled as the
+    initial noise is, or the windows would start each later step from unrelated noise. With a model that denoises to
+    zero, the second step's input is exactly sigma_1 times that step's noise."""
+    frames, seed = 40, 7
+    for noise_type in ("default", "FreeNoise"):
+        inputs = {}
+
+        def zero(apply_model, args):
+            window = args["c"]["transformer_options"]["ad_params"]["sub_idxs"]
+            inputs.setdefault(float(args["timestep"][0]), {}).update(zip(window, args["input"]))
+            return torch.zeros_like(args["input"])
+
+        model = windows(animated, noise_type).clone()
+        model.set_model_unet_function_wrapper(zero)
+        sample(model, frames, seed=seed, steps=2)
+        generator = torch.Generator().manual_seed(seed)
+        torch.randn(frames, 4, 8, 8, generator=generator)  # the initial noise
+        step_noise = torch.randn(frames, 4, 8, 8, generator=generator)
+        if noise_type == "FreeNoise":
+            step_noise = free_noise(step_noise, 16, 4, seed)
+        sigma_1 = sorted(inputs)[0]
+        second = torch.stack([inputs[sigma_1][f] for f in range(frames)])
+        torch.testing.assert_close(second, sigma_1 * step_noise, rtol=1e-6, atol=1e-5)
+
+
 def test_free_noise_keeps_the_default_video_for_one_window_and_repeats_exactly(animated):
     free = windows(animated, "FreeNoise")
     assert torch.equal(sample(free, 12), sample(windows(animated), 12))

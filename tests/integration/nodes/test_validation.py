@@ -32,7 +32,9 @@ def test_the_inputs_in_the_gap_are_the_ones_expected():
         "ALCM_ContextOptions.context_length", "ALCM_ContextOptions.context_overlap",
         "ALCM_ImageToVideo.width", "ALCM_ImageToVideo.height",
         "ALCM_ApplyVideoControlNet.start_percent", "ALCM_ApplyVideoControlNet.end_percent",
-        "ALCM_ApplySparseCtrl.start_percent", "ALCM_ApplySparseCtrl.end_percent"}
+        "ALCM_ApplySparseCtrl.start_percent", "ALCM_ApplySparseCtrl.end_percent",
+        "ALCM_ApplyMotionModel.motion_scale", "ALCM_ApplyMotionModel.start_percent",
+        "ALCM_ApplyMotionModel.end_percent", "ALCM_ValueSchedule.frame_count"}
 
 
 @pytest.mark.parametrize("node, spec", CASES)

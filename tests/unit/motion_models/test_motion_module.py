@@ -193,3 +193,35 @@ def test_full_width_model_has_the_released_layout(kind):
     assert shapes == mm.motion_module_layout(kind, mm.FULL_WIDTH)
     if kind == "animatelcm_t2v":  # the released file's parameter count (docs/reference.md section 1)
         assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == 453.2
+
+
+def test_a_per_frame_or_per_pixel_scale_scales_each_frames_residual():
+    _, model = loaded("animatelcm_t2v")
+    module = module_at(model, "mid_block.motion_modules.0.temporal_transformer.")
+    x = frames(2, 4, 128)
+    per_frame = torch.tensor([0.0, 0.5, 1.0, 2.0]).repeat(2).view(8, 1, 1, 1)
+    mask = torch.zeros(8, 1, 3, 5)
+    mask[:, :, :, :2] = 1.5
+    with torch.no_grad():
+        full = module(x, 4)
+        torch.testing.assert_close(module(x, 4, scale=per_frame), x + per_frame * (full - x), atol=1e-5, rtol=0)
+        masked = module(x, 4, scale=mask)
+    torch.testing.assert_close(masked, x + mask * (full - x), atol=1e-5, rtol=0)
+    assert torch.equal(masked[..., 2:], x[..., 2:])  # where the mask is 0 the frames are untouched
+
+
+@pytest.mark.parametrize("key_scale", ["per_frame", "per_pixel"])
+def test_key_scale_multiplies_the_attention_keys_as_the_reference_does(key_scale):
+    sd, model = loaded("animatelcm_t2v")
+    prefix = "down_blocks.1.motion_modules.0.temporal_transformer."
+    x = frames(2, 6, 64)
+    factor = torch.linspace(0.2, 3.0, 12).view(12, 1, 1, 1)
+    if key_scale == "per_pixel":
+        factor = factor * torch.linspace(0.5, 2.0, 15).view(1, 1, 3, 5)
+    with torch.no_grad():
+        out = module_at(model, prefix)(x, 6, key_scale=factor)
+        plain = module_at(model, prefix)(x, 6)
+        assert torch.equal(module_at(model, prefix)(x, 6, key_scale=1.0), plain)
+    expected = reference_module(sd, prefix, x, 6, key_scale=factor)
+    assert (out.double() - expected).abs().max() <= TOLERANCE
+    assert (out - plain).abs().max() > 1e-3  # the factor really changed the attention
