@@ -8,9 +8,11 @@ import folder_paths
 from comfy.cli_args import args
 from comfy_api.latest import io, ui
 
-from ..patching.video_files import decoded_frames, input_videos, reserve_output_path, to_uint8
+from ..patching.video_files import (comfy_audio, decoded_frames, input_videos, reserve_output_path, sound_of,
+                                    to_uint8)
+from ..video.audio import read_sound, silence
 from ..video.reader import EXTENSIONS, FrameSelection, Resize, VideoReadError, read_video
-from ..video.writer import FORMATS, VideoSettings, write_video
+from ..video.writer import FORMATS, VideoSettings, has_sound, write_video
 from ..video.writer import pingpong as pingpong_order
 from .types import VideoInfoSocket
 
@@ -42,6 +44,9 @@ class SaveVideo(io.ComfyNode):
                 io.Vae.Input("vae", optional=True, tooltip="Needed when `images` is a LATENT."),
                 io.Int.Input("decode_chunk", default=16, min=1, max=4096, optional=True,
                              tooltip="Frames decoded at once from a LATENT: lower uses less memory."),
+                io.Audio.Input("audio", optional=True,
+                               tooltip="Sound for mp4 (AAC) or webm (Opus), cut or padded with silence to the "
+                                       "video's length; gif and webp have no sound."),
             ],
             outputs=[],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
@@ -50,7 +55,8 @@ class SaveVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, frame_rate: float, format: str, loop_count: int, pingpong: bool, crf: int,
-                quality: int, filename_prefix: str, vae=None, decode_chunk: int = 16) -> io.NodeOutput:
+                quality: int, filename_prefix: str, vae=None, decode_chunk: int = 16, audio=None) -> io.NodeOutput:
+        sound = sound_of(audio) if audio is not None and has_sound(format) else None
         frames, (height, width) = cls._frames(images, vae, decode_chunk)
         if pingpong:
             frames = pingpong_order(list(frames))
@@ -60,11 +66,14 @@ class SaveVideo(io.ComfyNode):
         settings = VideoSettings(format=format, frame_rate=frame_rate, loop_count=loop_count,
                                  crf=min(crf, 51) if format == "mp4" else crf, quality=quality)
         try:
-            write_video(path, frames, settings, metadata, poster_path=poster)
+            write_video(path, frames, settings, metadata, poster_path=poster, sound=sound)
         except BaseException:
             os.remove(path)  # only the file reserved above, never anything that was there before
             raise
-        return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(filename, subfolder, io.FolderType.output)]))
+        preview = ui.PreviewVideo([ui.SavedResult(filename, subfolder, io.FolderType.output)]).as_dict()
+        if audio is not None and sound is None:
+            preview["text"] = [f"The audio was not saved: {format} has no sound track; choose mp4 or webm."]
+        return io.NodeOutput(ui=preview)
 
     @classmethod
     def _frames(cls, images, vae, decode_chunk: int):
@@ -126,20 +135,25 @@ class LoadVideo(io.ComfyNode):
                 VideoInfoSocket.Output(display_name="video_info",
                                        tooltip="The file's fps, frame count, duration and size, and the loaded "
                                                "frames' (VideoHelperSuite's VHS_VIDEOINFO keys)."),
+                io.Audio.Output(display_name="audio",
+                                tooltip="The sound of exactly the frames returned (from the first one, as long as "
+                                        "they last at frame_rate); silence when the file has none."),
             ],
         )
 
     @classmethod
     def execute(cls, video: str, frame_load_cap: int, skip_first_frames: int, select_every_nth: int,
                 force_rate: float, custom_width: int, custom_height: int, multiple_of_8: bool) -> io.NodeOutput:
+        path = folder_paths.get_annotated_filepath(video)
         try:
-            loaded = read_video(folder_paths.get_annotated_filepath(video),
-                                FrameSelection(frame_load_cap, skip_first_frames, select_every_nth, force_rate),
+            loaded = read_video(path, FrameSelection(frame_load_cap, skip_first_frames, select_every_nth, force_rate),
                                 Resize(custom_width, custom_height, multiple_of_8))
+            sound = read_sound(path, loaded.start_time, loaded.duration)
         except VideoReadError as error:
             raise ValueError(f"ALCM_LoadVideo: {error}") from None
         images = torch.from_numpy(loaded.frames).float().div_(255)
-        return io.NodeOutput(images, images.shape[0], loaded.frame_rate, loaded.info())
+        sound = sound if sound is not None else silence(loaded.duration)
+        return io.NodeOutput(images, images.shape[0], loaded.frame_rate, loaded.info(), comfy_audio(sound))
 
     @classmethod
     def fingerprint_inputs(cls, video: str, **options) -> str:

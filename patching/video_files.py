@@ -1,7 +1,9 @@
 """The pure video I/O of video/ meeting ComfyUI: a LATENT decoded a few frames at a time (with progress and
 interrupt), output files that never replace anything, the input folder's videos."""
 
+import logging
 import os
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -10,11 +12,33 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 
+from ..video.audio import Sound
 from ..video.reader import EXTENSIONS
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images[..., :3].clamp(0, 1) * 255).round().to(device="cpu", dtype=torch.uint8).numpy()
+
+
+def comfy_audio(sound: Sound) -> dict:
+    """ComfyUI's AUDIO: float32 waveform [batch 1, channels, samples] and its sample rate."""
+    return {"waveform": torch.from_numpy(sound.samples).unsqueeze(0), "sample_rate": sound.sample_rate}
+
+
+def sound_of(audio: dict) -> Sound:
+    """The first item of an AUDIO batch as mono or stereo sound (further channels are dropped, with a warning)."""
+    if not isinstance(audio, Mapping) or not {"waveform", "sample_rate"} <= set(audio):  # VHS's is a lazy Mapping
+        raise ValueError(f"audio: expected ComfyUI's AUDIO (waveform and sample_rate), got {type(audio).__name__}")
+    waveform, rate = audio["waveform"], int(audio["sample_rate"])
+    if waveform.ndim == 2:
+        waveform = waveform.unsqueeze(0)
+    if waveform.ndim != 3 or waveform.shape[1] == 0 or rate <= 0:
+        raise ValueError(f"audio: a waveform [batch, channels, samples] at a positive rate is needed, got "
+                         f"{list(waveform.shape)} at {rate} Hz")
+    if waveform.shape[1] > 2:
+        logging.warning("ALCM_SaveVideo: the audio has %d channels; the first two are saved as stereo",
+                        waveform.shape[1])
+    return Sound(waveform[0, :2].float().cpu().numpy(), rate)
 
 
 def decoded_frames(latent: dict, vae, frames_per_chunk: int):

@@ -55,6 +55,12 @@ class LoadedVideo:
     frames: np.ndarray  # uint8 [frames, height, width, 3]
     frame_rate: float  # of the frames returned
     source: SourceInfo
+    start_time: float = 0.0  # seconds into the source where the first frame returned is shown
+
+    @property
+    def duration(self) -> float:
+        """The span of the source the frames returned stand for, from `start_time`."""
+        return self.frames.shape[0] / self.frame_rate
 
     @property
     def source_frame_rate(self) -> float:
@@ -77,13 +83,14 @@ def read_video(path: str, selection: FrameSelection = FrameSelection(), resize: 
     if selection.force_rate > 0:
         frames, rate = _resample(timed, selection.force_rate), selection.force_rate
     else:
-        frames, rate = (frame for _, _, frame in timed), source_rate
-    kept, read = [], 0  # `read` tells an empty file from an over-eager skip
+        frames, rate = ((start, frame) for start, _, frame in timed), source_rate
+    kept, read, start_time = [], 0, 0.0  # `read` tells an empty file from an over-eager skip
     try:
-        for read, frame in enumerate(frames, start=1):
+        for read, (shown_at, frame) in enumerate(frames, start=1):
             skipped = read - 1 - selection.skip_first_frames
             if skipped < 0 or skipped % selection.select_every_nth:
                 continue
+            start_time = shown_at if not kept else start_time
             kept.append(_resize(frame, resize))
             if len(kept) == selection.frame_load_cap:
                 break
@@ -95,7 +102,7 @@ def read_video(path: str, selection: FrameSelection = FrameSelection(), resize: 
         raise VideoReadError(
             f"{name}: no frames left: skip_first_frames={selection.skip_first_frames} skips all {read} "
             f"frames (at {rate:g} fps). Lower skip_first_frames.")
-    return LoadedVideo(np.stack(kept), rate / selection.select_every_nth, source)
+    return LoadedVideo(np.stack(kept), rate / selection.select_every_nth, source, start_time)
 
 
 def target_size(width: int, height: int, resize: Resize) -> tuple[int, int]:
@@ -184,11 +191,11 @@ def _open_animated_image(path: str, name: str):
     return source, frames()
 
 
-def _resample(timed: Iterator[tuple[float, float, np.ndarray]], rate: float) -> Iterator[np.ndarray]:
-    """The frame shown at each tick of a `rate` clock: source frames are repeated or dropped."""
+def _resample(timed: Iterator[tuple[float, float, np.ndarray]], rate: float) -> Iterator[tuple[float, np.ndarray]]:
+    """(tick time, the frame shown then) at each tick of a `rate` clock: source frames are repeated or dropped."""
     tick = 0
     for _, end, frame in timed:
         while tick / rate < end - _EPS:
-            yield frame
+            yield tick / rate, frame
             tick += 1
 

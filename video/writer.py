@@ -16,6 +16,8 @@ import av
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from .audio import AUDIO_CODECS, Sound, add_sound_stream, encode_sound, fitted
+
 FORMATS = ("mp4", "webm", "gif", "webp")
 # What browsers play: H.264 in yuv420p (4:4:4 or 10-bit H.264 does not play in Chromium/Firefox) and VP9.
 _CODECS = {"mp4": ("libx264", "yuv420p"), "webm": ("libvpx-vp9", "yuv420p")}
@@ -44,23 +46,29 @@ def pad_to_even(frame: np.ndarray) -> np.ndarray:
 
 
 def write_video(path: str, frames: Iterable[np.ndarray], settings: VideoSettings,
-                metadata: dict[str, object] | None = None, poster_path: str | None = None) -> int:
+                metadata: dict[str, object] | None = None, poster_path: str | None = None,
+                sound: Sound | None = None) -> int:
     """Write `frames` to `path` and return the number of frames written.
 
     `metadata` (e.g. ComfyUI's prompt and workflow) goes into the mp4/webm container tags; a gif/webp cannot hold it
     in a way ComfyUI reads back, so it goes into `poster_path`, a PNG of the first frame, which loads the workflow
-    when dropped on ComfyUI.
+    when dropped on ComfyUI. `sound` goes into an mp4/webm (AAC/Opus), cut or padded with silence to the video's
+    length; a gif/webp has no place for it (`has_sound`).
     """
     if settings.format not in FORMATS:
         raise ValueError(f"unknown video format {settings.format!r}: use one of {', '.join(FORMATS)}")
     if settings.frame_rate <= 0:
         raise ValueError(f"frame rate must be positive, got {settings.frame_rate}")
     if settings.format in _CODECS:
-        return _write_av(path, iter(frames), settings, metadata)
+        return _write_av(path, iter(frames), settings, metadata, sound)
     return _write_pillow(path, list(frames), settings, metadata, poster_path)
 
 
-def _write_av(path: str, frames: Iterator[np.ndarray], settings: VideoSettings, metadata) -> int:
+def has_sound(file_format: str) -> bool:
+    return file_format in AUDIO_CODECS
+
+
+def _write_av(path: str, frames: Iterator[np.ndarray], settings: VideoSettings, metadata, sound: Sound | None) -> int:
     first = next(frames, None)
     if first is None:
         raise ValueError("no frames to write")
@@ -76,6 +84,7 @@ def _write_av(path: str, frames: Iterator[np.ndarray], settings: VideoSettings, 
         stream.options = {"crf": str(settings.crf)}
         if settings.format == "webm":
             stream.bit_rate = 0  # constant quality: libvpx honours crf only without a target bit rate
+        audio = add_sound_stream(container, settings.format, sound) if sound is not None else None
         for frame in itertools.chain([first], frames):
             frame = pad_to_even(frame)
             if frame.shape[:2] != (height, width):
@@ -83,6 +92,8 @@ def _write_av(path: str, frames: Iterator[np.ndarray], settings: VideoSettings, 
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
             count += 1
         container.mux(stream.encode(None))
+        if audio is not None:  # once the frame count, so the video's length, is known
+            encode_sound(container, audio, fitted(sound, count / settings.frame_rate))
     return count
 
 

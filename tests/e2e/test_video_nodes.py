@@ -117,3 +117,35 @@ def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(server):
         server.run(latent_without_vae)
     assert server.get("/system_stats")["system"]["comfyui_version"]
     assert not list((server.output_dir / "e2e").glob("bad_*"))
+
+
+def test_the_sound_of_a_loaded_clip_goes_into_the_saved_video_and_core_audio_nodes(server, tmp_path):
+    """A clip with a tone from 1.0 s (24 frames at 8 fps), uploaded, loaded from frame 4: the mp4 and webm saved with
+    the loader's AUDIO have the tone 0.5 s in and last the 12 frames' 1.5 s; core's SaveAudio takes the same AUDIO."""
+    from animatelcm.tests.unit.video.test_audio import decoded_sound, loudness, pitch, tone_clip
+
+    path = tone_clip(tmp_path / "tone.mp4")
+    with open(path, "rb") as file:
+        response = requests.post(f"{server.url}/upload/image", files={"image": ("tone.mp4", file, "video/mp4")},
+                                 data={"overwrite": "true"}, timeout=30)
+    response.raise_for_status()
+    prompt = {"load": {"class_type": "ALCM_LoadVideo",
+                       "inputs": {"video": response.json()["name"], "frame_load_cap": 12, "skip_first_frames": 4,
+                                  "select_every_nth": 1, "force_rate": 0.0, "custom_width": 0, "custom_height": 0,
+                                  "multiple_of_8": True}},
+              "flac": {"class_type": "SaveAudio", "inputs": {"audio": ["load", 4], "filename_prefix": "e2e/sound"}}}
+    for fmt in ("mp4", "webm"):
+        prompt[fmt] = {"class_type": "ALCM_SaveVideo",
+                       "inputs": {"images": ["load", 0], "frame_rate": ["load", 2], "format": fmt, "loop_count": 0,
+                                  "pingpong": False, "crf": 19, "quality": 90, "filename_prefix": f"e2e/sound/{fmt}",
+                                  "audio": ["load", 4]}}
+    history = server.run(prompt)
+    for fmt in ("mp4", "webm"):
+        samples, rate, codec = decoded_sound(saved_file(server, history, fmt))
+        assert codec == {"mp4": "aac", "webm": "opus"}[fmt]
+        assert samples.shape[1] / rate == pytest.approx(1.5, abs=0.03)
+        assert loudness(samples, rate, 0.05, 0.45) < 0.01 and pitch(samples, rate, 0.55, 1.45) == pytest.approx(440,
+                                                                                                              abs=5)
+    [flac] = history["outputs"]["flac"]["audio"]
+    samples, rate, codec = decoded_sound(server.output_dir / flac["subfolder"] / flac["filename"])
+    assert codec == "flac" and samples.shape[1] == round(1.5 * rate)

@@ -40,13 +40,13 @@ def save(images, prompt=None, workflow=None, **options):
 
 
 def saved_path(output, folders):
-    [result] = output.ui.as_dict()["images"]
+    [result] = output.ui["images"]
     return folders / "output" / result["subfolder"] / result["filename"]
 
 
 def test_save_video_writes_h264_with_the_workflow_and_an_animated_preview(folders):
     output = save(frames(), prompt={"1": {"class_type": "ALCM_SaveVideo", "inputs": {}}}, workflow={"a": 1})
-    ui = output.ui.as_dict()
+    ui = output.ui
     assert ui["animated"] == (True,) and ui["images"][0]["type"] == "output" and ui["images"][0]["subfolder"] == "clips"
     path = saved_path(output, folders)
     assert path.name == "test_00001_.mp4"
@@ -121,7 +121,7 @@ def test_load_video_reads_frames_count_rate_and_video_info(folders):
     written = next((folders / "output").glob("source_*.webp"))
     os.replace(written, folders / "input" / "clip.webp")
     assert LoadVideo.validate_inputs("clip.webp") is True
-    images, count, rate, info = LoadVideo.execute("clip.webp", frame_load_cap=4, skip_first_frames=1,
+    images, count, rate, info, audio = LoadVideo.execute("clip.webp", frame_load_cap=4, skip_first_frames=1,
                                                   select_every_nth=2, force_rate=0.0, custom_width=32, custom_height=0,
                                                   multiple_of_8=True).result
     assert images.shape == (4, 24, 32, 3) and images.dtype == torch.float32 and 0 <= images.min() <= images.max() <= 1
@@ -129,6 +129,9 @@ def test_load_video_reads_frames_count_rate_and_video_info(folders):
     assert info == pytest.approx({"source_fps": 8.0, "source_frame_count": 12, "source_duration": 1.5,
                                   "source_width": 64, "source_height": 48, "loaded_fps": 4.0, "loaded_frame_count": 4,
                                   "loaded_duration": 1.0, "loaded_width": 32, "loaded_height": 24})
+    # A webp has no sound: silence as long as the frames returned (4 at 4 fps).
+    assert audio["sample_rate"] == 44100 and audio["waveform"].shape == (1, 1, 44100)
+    assert audio["waveform"].abs().max() == 0
 
 
 def test_load_video_errors_name_the_file_and_the_fix(folders):
@@ -176,3 +179,34 @@ def test_latent_decoding_moves_the_progress_bar_and_stops_on_interrupt(folders, 
     finally:
         comfy.model_management.interrupt_current_processing(False)
     assert not list((folders / "output").glob("interrupted*"))  # the reserved file is removed again
+
+
+def test_load_video_gives_the_sound_of_the_frames_and_save_video_muxes_it(folders):
+    """A clip with a tone from 1.0 s: loaded from frame 4 (0.5 s at 8 fps), its AUDIO starts 0.5 s before the tone
+    and lasts as long as the frames; saved with those frames, the mp4's sound does the same."""
+    from animatelcm.tests.unit.video.test_audio import loudness, pitch, tone_clip, decoded_sound
+
+    tone_clip(folders / "input" / "tone.mp4")
+    images, count, rate, _, audio = LoadVideo.execute("tone.mp4", frame_load_cap=12, skip_first_frames=4,
+                                                      select_every_nth=1, force_rate=0.0, custom_width=0,
+                                                      custom_height=0, multiple_of_8=True).result
+    assert count == 12 and rate == 8.0
+    waveform, sample_rate = audio["waveform"], audio["sample_rate"]
+    assert waveform.shape == (1, 2, round(1.5 * sample_rate)) and waveform.dtype == torch.float32
+    samples = waveform[0].numpy()
+    assert loudness(samples, sample_rate, 0.0, 0.48) < 0.01 and pitch(samples, sample_rate, 0.55, 1.5) == \
+        pytest.approx(440, abs=5)
+    path = saved_path(save(images, audio=audio), folders)
+    saved, saved_rate, codec = decoded_sound(path)
+    assert codec == "aac" and saved.shape[1] / saved_rate == pytest.approx(1.5, abs=0.03)
+    assert loudness(saved, saved_rate, 0.05, 0.45) < 0.01 and pitch(saved, saved_rate, 0.55, 1.45) == \
+        pytest.approx(440, abs=5)
+
+
+def test_a_gif_with_audio_says_the_sound_was_not_saved(folders):
+    audio = {"waveform": torch.zeros(1, 1, 8000), "sample_rate": 8000}
+    output = save(frames(), format="gif", audio=audio)
+    assert "gif has no sound track" in output.ui["text"][0]
+    assert "text" not in save(frames(), format="mp4", audio=audio).ui
+    with pytest.raises(ValueError, match="audio: expected ComfyUI's AUDIO"):
+        save(frames(), audio=torch.zeros(3))
