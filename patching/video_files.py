@@ -55,14 +55,15 @@ def decoded_frames(latent: dict, vae, frames_per_chunk: int):
 
 
 def reserve_output_path(filename_prefix: str, extension: str, width: int, height: int,
-                        with_poster: bool) -> tuple[str, str, str, str | None]:
-    """A new file in the output folder for `filename_prefix` (subfolders and %date% style fields allowed).
+                        with_poster: bool, temporary: bool = False) -> tuple[str, str, str, str | None]:
+    """A new file in the output folder (or the temp folder, for previews only) for `filename_prefix` (subfolders and
+    %date% style fields allowed).
 
     The counter comes from core (the next free number after the files with this prefix); creating the file with
     O_EXCL makes sure no existing file, nor one another prompt is writing, is ever replaced.
     Returns (path, filename, subfolder, poster path).
     """
-    output_dir = folder_paths.get_output_directory()
+    output_dir = folder_paths.get_temp_directory() if temporary else folder_paths.get_output_directory()
     folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir, width, height)
     while True:
         filename = f"{name}_{counter:05}_.{extension}"
@@ -75,6 +76,33 @@ def reserve_output_path(filename_prefix: str, extension: str, width: int, height
             return path, filename, subfolder, poster
         except FileExistsError:
             counter += 1
+
+
+# Folders beyond ComfyUI's input, output and temp folders that a typed path may read, set by whoever runs the
+# server (never by a prompt): anyone who can queue a prompt could otherwise read any video or image on its disks.
+EXTRA_FOLDERS_VARIABLE = "ALCM_VIDEO_FOLDERS"
+
+
+def readable_folders() -> list[str]:
+    folders = [folder_paths.get_input_directory(), folder_paths.get_output_directory(),
+               folder_paths.get_temp_directory()]
+    folders += [f for f in os.environ.get(EXTRA_FOLDERS_VARIABLE, "").split(os.pathsep) if f.strip()]
+    return [os.path.realpath(os.path.expanduser(f.strip())) for f in folders]
+
+
+def readable_path(path: str) -> str:
+    """`path` (relative to the input folder, or absolute) with links and `..` resolved, if it lies in a folder the
+    server reads from; otherwise a ValueError naming the folders and the fix."""
+    typed = path.strip().strip('"')
+    if not typed:
+        raise ValueError("no path given: type a file or folder path, or choose a file from the list")
+    full = os.path.realpath(os.path.join(folder_paths.get_input_directory(), os.path.expanduser(typed)))
+    folders = readable_folders()
+    if any(full == folder or full.startswith(folder.rstrip(os.sep) + os.sep) for folder in folders):
+        return full
+    raise ValueError(f"{typed!r} is outside the folders this server reads from ({', '.join(folders)}): copy it into "
+                     f"ComfyUI's input folder, or have whoever runs the server add its folder to the "
+                     f"{EXTRA_FOLDERS_VARIABLE} environment variable (folders separated by {os.pathsep!r})")
 
 
 def input_videos() -> list[str]:

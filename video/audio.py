@@ -80,13 +80,14 @@ def _decode(container, start: float, duration: float) -> Sound:
     return Sound(samples, rate)
 
 
-# What each container's audio is encoded with: AAC in mp4 (every player), Opus in webm (48 kHz only).
-AUDIO_CODECS = {"mp4": ("aac", None), "webm": ("libopus", 48000)}
+# What each container's audio is encoded with: AAC in mp4/mov (every player), Opus in webm (48 kHz only), FLAC
+# (lossless) in mkv.
+AUDIO_CODECS = {"mp4": ("aac", None), "mov": ("aac", None), "webm": ("libopus", 48000), "mkv": ("flac", None)}
 
 
-def add_sound_stream(container, file_format: str, sound: Sound):
-    """An audio stream for `sound` in a container being written; returns it."""
-    codec, rate = AUDIO_CODECS[file_format]
+def add_sound_stream(container, extension: str, sound: Sound):
+    """An audio stream for `sound` in a container (by file extension) being written; returns it."""
+    codec, rate = AUDIO_CODECS[extension]
     layout = "mono" if sound.samples.shape[0] == 1 else "stereo"
     stream = container.add_stream(codec, rate=rate or sound.sample_rate, layout=layout)
     if codec == "aac":

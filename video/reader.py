@@ -1,4 +1,5 @@
-"""Read a video (OpenCV) or an animated GIF/WebP (Pillow) into uint8 RGB frames, choosing frames as it streams.
+"""Read a video (PyAV), an animated GIF/WebP or a folder of numbered images (Pillow) into uint8 RGB frames, choosing
+frames as it streams.
 
 Frames are resampled, skipped, thinned and capped while decoding, and resized one by one, so a long source never
 has to fit in memory: only the frames kept do.
@@ -7,9 +8,11 @@ has to fit in memory: only the frames kept do.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import av
 import cv2
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
@@ -17,6 +20,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v")
 ANIMATED_IMAGE_EXTENSIONS = (".gif", ".webp")
 EXTENSIONS = VIDEO_EXTENSIONS + ANIMATED_IMAGE_EXTENSIONS
+SEQUENCE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _EPS = 1e-6  # seconds: timestamps are floats
 
 
@@ -77,8 +81,18 @@ class LoadedVideo:
 
 
 def read_video(path: str, selection: FrameSelection = FrameSelection(), resize: Resize = Resize()) -> LoadedVideo:
-    name = os.path.basename(path)
-    source, timed = _open(path)
+    return _selected(os.path.basename(path), *_open(path), selection, resize)
+
+
+def read_image_sequence(folder: str, frame_rate: float, selection: FrameSelection = FrameSelection(),
+                        resize: Resize = Resize()) -> LoadedVideo:
+    """The images of `folder` in natural order (frame2 before frame10) as frames shown at `frame_rate`."""
+    return _selected(os.path.basename(os.path.normpath(folder)), *_open_image_sequence(folder, frame_rate), selection,
+                     resize)
+
+
+def _selected(name: str, source: SourceInfo, timed: Iterator[tuple[float, float, np.ndarray]],
+              selection: FrameSelection, resize: Resize) -> LoadedVideo:
     source_rate = source.frame_rate
     if selection.force_rate > 0:
         frames, rate = _resample(timed, selection.force_rate), selection.force_rate
@@ -138,28 +152,33 @@ def _open(path: str) -> tuple[SourceInfo, Iterator[tuple[float, float, np.ndarra
 
 
 def _open_video(path: str, name: str):
-    capture = cv2.VideoCapture(path)
-    if not capture.isOpened():
-        capture.release()
-        raise VideoReadError(f"{name}: OpenCV cannot open it as a video (not a video, damaged, or a codec OpenCV "
-                             f"lacks). Re-encode it as H.264 mp4 or VP9 webm.")
-    rate = capture.get(cv2.CAP_PROP_FPS)
+    """Decoded by PyAV, the ffmpeg that writes the pack's videos, so every format it saves reads back (OpenCV's
+    builds differ: some lack AV1)."""
+    try:
+        container = av.open(path)
+        stream = container.streams.video[0]
+    except (av.FFmpegError, IndexError) as error:
+        if "container" in locals():
+            container.close()
+        reason = "no video stream" if isinstance(error, IndexError) else getattr(error, "strerror", None) or error
+        raise VideoReadError(f"{name}: PyAV cannot open it as a video ({reason}): not a video, or damaged. "
+                             f"Re-encode it as H.264 mp4 or VP9 webm.") from error
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
     rate = rate if np.isfinite(rate) and rate > 0 else 24.0  # some containers do not say; 24 is the common case
-    count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-    source = SourceInfo(rate, count, count / rate, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    duration = float(stream.duration * stream.time_base) if stream.duration else \
+        (container.duration / av.time_base if container.duration else 0.0)
+    count = stream.frames or round(duration * rate)
+    source = SourceInfo(rate, count, count / rate, stream.codec_context.width, stream.codec_context.height)
 
     def frames():
         try:
-            index = 0
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    return
-                yield index / rate, (index + 1) / rate, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                index += 1
+            for index, frame in enumerate(container.decode(stream)):
+                yield index / rate, (index + 1) / rate, frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as error:
+            raise VideoReadError(f"{name}: decoding stopped ({getattr(error, 'strerror', None) or error}): the "
+                                 f"file is damaged. Re-encode it.") from error
         finally:
-            capture.release()
+            container.close()
 
     return source, frames()
 
@@ -187,6 +206,45 @@ def _open_animated_image(path: str, name: str):
                 start = end
         finally:
             image.close()
+
+    return source, frames()
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders the numbers inside names by value: frame2 < frame10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", name)]
+
+
+def _open_image_sequence(folder: str, rate: float):
+    name = os.path.basename(os.path.normpath(folder))
+    if not os.path.isdir(folder):
+        raise VideoReadError(f"{name}: no such folder ({folder}). Give a folder of numbered images.")
+    if rate <= 0:
+        raise VideoReadError(f"{name}: frame_rate must be positive, got {rate}")
+    files = sorted((f for f in os.listdir(folder) if f.lower().endswith(SEQUENCE_EXTENSIONS)
+                    and os.path.isfile(os.path.join(folder, f))), key=natural_key)
+    if not files:
+        raise VideoReadError(f"{name}: the folder holds no images ({', '.join(SEQUENCE_EXTENSIONS)}). Put the "
+                             f"numbered frames in it, or choose the folder that holds them.")
+    try:
+        with Image.open(os.path.join(folder, files[0])) as first:
+            size = first.size
+    except (UnidentifiedImageError, OSError) as error:
+        raise VideoReadError(f"{name}/{files[0]}: Pillow cannot read it ({error}). Re-export the frame.") from error
+    source = SourceInfo(rate, len(files), len(files) / rate, *size)
+
+    def frames():
+        for index, file in enumerate(files):
+            try:
+                with Image.open(os.path.join(folder, file)) as image:
+                    frame = np.asarray(image.convert("RGB"))
+            except (UnidentifiedImageError, OSError) as error:
+                raise VideoReadError(f"{name}/{file}: Pillow cannot read it ({error}). Re-export the frame or "
+                                     f"remove it from the folder.") from error
+            if frame.shape[1::-1] != size:
+                raise VideoReadError(f"{name}/{file}: {frame.shape[1]}x{frame.shape[0]}, but the first frame "
+                                     f"({files[0]}) is {size[0]}x{size[1]}. Give every frame the same size.")
+            yield index / rate, (index + 1) / rate, frame
 
     return source, frames()
 

@@ -1,6 +1,7 @@
-"""Write frames (uint8 HxWx3 arrays) as mp4/H.264 or webm/VP9 through PyAV, and as animated GIF/WebP through Pillow.
+"""Write frames (uint8 HxWx3 arrays) as video through PyAV (H.264, VP9, H.265, AV1, ProRes, FFV1, PNG), and as
+animated GIF/WebP through Pillow.
 
-No ffmpeg binary is needed: PyAV carries its own libx264/libvpx. Frames arrive as an iterable, so a caller can decode
+No ffmpeg binary is needed: PyAV carries its own encoders. Frames arrive as an iterable, so a caller can decode
 and write a long video chunk by chunk.
 """
 
@@ -16,11 +17,43 @@ import av
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from .audio import AUDIO_CODECS, Sound, add_sound_stream, encode_sound, fitted
+from .audio import Sound, add_sound_stream, encode_sound, fitted
 
-FORMATS = ("mp4", "webm", "gif", "webp")
-# What browsers play: H.264 in yuv420p (4:4:4 or 10-bit H.264 does not play in Chromium/Firefox) and VP9.
-_CODECS = {"mp4": ("libx264", "yuv420p"), "webm": ("libvpx-vp9", "yuv420p")}
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How one format is encoded by PyAV's bundled ffmpeg."""
+
+    container: str  # the file extension and the muxer (mkv: matroska)
+    encoder: str
+    pix_fmt: str
+    crf_range: int = 0  # the encoder's crf scale (0: it has none, its quality is fixed)
+    options: tuple[tuple[str, str], ...] = ()
+    codec_tag: str | None = None
+
+
+# Chosen by name in ALCM_SaveVideo. mp4 (H.264 yuv420p) and webm (VP9) play in every browser, the others in
+# players and editors: H.265 tagged hvc1 (QuickTime and Apple devices need the tag), AV1, ProRes 422 HQ in 10 bits
+# for editing, and lossless RGB (FFV1 in mkv, PNG in mov). 10-bit H.265 and AV1 keep smooth gradients without bands.
+CODECS = {
+    "mp4": Codec("mp4", "libx264", "yuv420p", 51),
+    "webm": Codec("webm", "libvpx-vp9", "yuv420p", 63),
+    "mp4 h265": Codec("mp4", "libx265", "yuv420p", 51, codec_tag="hvc1"),
+    "mp4 h265 10-bit": Codec("mp4", "libx265", "yuv420p10le", 51, codec_tag="hvc1"),
+    "mp4 av1": Codec("mp4", "libsvtav1", "yuv420p", 63),
+    "mp4 av1 10-bit": Codec("mp4", "libsvtav1", "yuv420p10le", 63),
+    "mov prores 422 hq": Codec("mov", "prores_ks", "yuv422p10le", options=(("profile", "3"),)),
+    "mkv ffv1 lossless": Codec("mkv", "ffv1", "bgr0"),
+    "mov png lossless": Codec("mov", "png", "rgb24"),
+}
+ANIMATED_IMAGES = ("gif", "webp")
+# The formats this PyAV can write: an encoder missing from its ffmpeg build (AV1 is optional) is not offered.
+FORMATS = tuple(name for name, codec in CODECS.items() if codec.encoder in av.codecs_available) + ANIMATED_IMAGES
+
+
+def extension(file_format: str) -> str:
+    return CODECS[file_format].container if file_format in CODECS else file_format
 
 
 @dataclass(frozen=True)
@@ -28,7 +61,7 @@ class VideoSettings:
     format: str = "mp4"
     frame_rate: float = 8.0
     loop_count: int = 0  # plays of a gif/webp; 0 = forever
-    crf: int = 19  # mp4 (0-51) and webm (0-63): lower = better and bigger
+    crf: int = 19  # lower = better and bigger, on the encoder's scale (clipped to it); lossless formats ignore it
     quality: int = 90  # webp: 100 = lossless
 
 
@@ -59,32 +92,39 @@ def write_video(path: str, frames: Iterable[np.ndarray], settings: VideoSettings
         raise ValueError(f"unknown video format {settings.format!r}: use one of {', '.join(FORMATS)}")
     if settings.frame_rate <= 0:
         raise ValueError(f"frame rate must be positive, got {settings.frame_rate}")
-    if settings.format in _CODECS:
+    if settings.format in CODECS:
         return _write_av(path, iter(frames), settings, metadata, sound)
     return _write_pillow(path, list(frames), settings, metadata, poster_path)
 
 
 def has_sound(file_format: str) -> bool:
-    return file_format in AUDIO_CODECS
+    return file_format in CODECS
 
 
 def _write_av(path: str, frames: Iterator[np.ndarray], settings: VideoSettings, metadata, sound: Sound | None) -> int:
     first = next(frames, None)
     if first is None:
         raise ValueError("no frames to write")
-    codec, pix_fmt = _CODECS[settings.format]
-    options = {"movflags": "+faststart+use_metadata_tags"} if settings.format == "mp4" else {}
+    codec = CODECS[settings.format]
+    muxer = "matroska" if codec.container == "mkv" else codec.container
+    options = {"movflags": "+faststart+use_metadata_tags"} if codec.container in ("mp4", "mov") else {}
     count = 0
-    with av.open(path, mode="w", format=settings.format, options=options) as container:
+    with av.open(path, mode="w", format=muxer, options=options) as container:
         for key, value in (metadata or {}).items():
             container.metadata[key] = json.dumps(value)
-        stream = container.add_stream(codec, rate=Fraction(round(settings.frame_rate * 1000), 1000))
+        stream = container.add_stream(codec.encoder, rate=Fraction(round(settings.frame_rate * 1000), 1000))
         height, width = pad_to_even(first).shape[:2]
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.options = {"crf": str(settings.crf)}
-        if settings.format == "webm":
+        stream.width, stream.height, stream.pix_fmt = width, height, codec.pix_fmt
+        stream.options = dict(codec.options)
+        if codec.crf_range:
+            stream.options |= {"crf": str(min(settings.crf, codec.crf_range))}
+        if codec.encoder == "libvpx-vp9":
             stream.bit_rate = 0  # constant quality: libvpx honours crf only without a target bit rate
-        audio = add_sound_stream(container, settings.format, sound) if sound is not None else None
+        if codec.encoder == "libx265":
+            stream.options |= {"x265-params": "log-level=error"}
+        if codec.codec_tag:
+            stream.codec_tag = codec.codec_tag
+        audio = add_sound_stream(container, codec.container, sound) if sound is not None else None
         for frame in itertools.chain([first], frames):
             frame = pad_to_even(frame)
             if frame.shape[:2] != (height, width):

@@ -294,17 +294,30 @@ def test_text_to_video_run_plays_in_the_browser(page, server):
     assert chromium.is_png(screenshot), screenshot
 
 
-def test_a_workflow_saved_before_the_motion_strength_inputs_opens_with_their_defaults(page):
-    """ALCM_ApplyMotionModel gained optional start/end percent widgets: a graph saved with its two former widget
-    values opens with those values kept and the new ones at their defaults, and queues as such."""
+def test_a_workflow_saved_before_the_newer_optional_widgets_opens_with_their_defaults(page):
+    """ALCM_ApplyMotionModel gained start/end percent, ALCM_SaveVideo save_output and ALCM_LoadVideo path, all
+    optional widgets at the end: a graph saved with the former widget values opens with those kept and the new ones
+    at their defaults, and queues as such."""
     workflow = json.loads(TEXT_TO_VIDEO.read_text())
     apply = next(n for n in workflow["nodes"] if n["type"] == "ALCM_ApplyMotionModel")
     apply["widgets_values"] = [0.8, "linear"]
+    save = next(n for n in workflow["nodes"] if n["type"] == "ALCM_SaveVideo")
+    save["widgets_values"] = save["widgets_values"][:7] + [4]  # up to filename_prefix, then decode_chunk 4
     _load_graph(page, workflow)
     prompt = page.js("return app.graphToPrompt().then(p => p.output)")
     inputs = prompt[str(apply["id"])]["inputs"]
     assert {k: inputs.get(k) for k in ("motion_scale", "beta_schedule", "start_percent", "end_percent")} == {
         "motion_scale": 0.8, "beta_schedule": "linear", "start_percent": 0.0, "end_percent": 1.0}
+    saved = prompt[str(save["id"])]["inputs"]
+    assert saved["filename_prefix"] == save["widgets_values"][6] and saved["decode_chunk"] == 4
+    assert saved["save_output"] is True
+    workflow = json.loads((WORKFLOWS_DIR / "animatelcm_video_to_video.json").read_text())
+    load = next(n for n in workflow["nodes"] if n["type"] == "ALCM_LoadVideo")
+    load["widgets_values"] = load["widgets_values"][:8]  # before the optional path
+    _load_graph(page, workflow)
+    inputs = page.js("return app.graphToPrompt().then(p => p.output)")[str(load["id"])]["inputs"]
+    assert [inputs[k] for k in ("video", "frame_load_cap", "custom_width", "multiple_of_8", "path")] == [
+        load["widgets_values"][0], load["widgets_values"][1], load["widgets_values"][5], True, ""]
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------

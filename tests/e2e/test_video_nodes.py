@@ -107,7 +107,7 @@ def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(server):
     with pytest.raises(PromptError, match="no file 'nowhere.mp4' in the input folder"):
         server.run(load_prompt("nowhere.mp4"))  # refused at validation, before anything runs
     (server.base_dir / "input" / "broken.mp4").write_bytes(b"\x00not a video" * 100)
-    with pytest.raises(PromptError, match="broken.mp4: OpenCV cannot open it as a video"):
+    with pytest.raises(PromptError, match="broken.mp4: PyAV cannot open it as a video"):
         server.run(load_prompt("broken.mp4"))
     latent_without_vae = {"latent": {"class_type": "EmptyLatentImage", "inputs": {"width": SIZE, "height": SIZE,
                                                                                   "batch_size": 2}},

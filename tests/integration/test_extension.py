@@ -35,7 +35,8 @@ def test_entrypoint_returns_the_extension_with_v3_nodes():
                                                       "ALCM_ImageToVideo", "ALCM_ColorMatch",
                                                       "ALCM_LoadSVDUNet", "ALCM_SVDScheduler",
                                                       "ALCM_LoadSparseCtrl", "ALCM_ApplySparseCtrl", "ALCM_FreeInit",
-                                                      "ALCM_LoadMotionLoRA", "ALCM_ValueSchedule"}
+                                                      "ALCM_LoadMotionLoRA", "ALCM_ValueSchedule",
+                                                      "ALCM_LoadImageSequence"}
     assert all(schema.category.startswith("AnimateLCM") for schema in schemas)
     import folder_paths  # the folders other packs use for motion modules and motion LoRAs are registered
 

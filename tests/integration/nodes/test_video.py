@@ -7,24 +7,28 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import folder_paths
 
-from animatelcm.nodes.video import LoadVideo, SaveVideo
+from animatelcm.nodes.video import LoadImageSequence, LoadVideo, SaveVideo
+from animatelcm.video.writer import FORMATS
 from animatelcm.devkit.comfy import node_as_executed
 
 
 @pytest.fixture
 def folders(tmp_path):
     """ComfyUI's input and output folders moved to a temporary directory for the test."""
-    old = folder_paths.get_input_directory(), folder_paths.get_output_directory()
-    (tmp_path / "input").mkdir()
-    (tmp_path / "output").mkdir()
+    old = folder_paths.get_input_directory(), folder_paths.get_output_directory(), folder_paths.get_temp_directory()
+    for name in ("input", "output", "temp"):
+        (tmp_path / name).mkdir()
     folder_paths.set_input_directory(str(tmp_path / "input"))
     folder_paths.set_output_directory(str(tmp_path / "output"))
+    folder_paths.set_temp_directory(str(tmp_path / "temp"))
     yield tmp_path
     folder_paths.set_input_directory(old[0])
     folder_paths.set_output_directory(old[1])
+    folder_paths.set_temp_directory(old[2])
 
 
 def frames(count=6, height=40, width=56):
@@ -41,7 +45,7 @@ def save(images, prompt=None, workflow=None, **options):
 
 def saved_path(output, folders):
     [result] = output.ui["images"]
-    return folders / "output" / result["subfolder"] / result["filename"]
+    return folders / result["type"] / result["subfolder"] / result["filename"]
 
 
 def test_save_video_writes_h264_with_the_workflow_and_an_animated_preview(folders):
@@ -137,7 +141,7 @@ def test_load_video_reads_frames_count_rate_and_video_info(folders):
 def test_load_video_errors_name_the_file_and_the_fix(folders):
     assert "no file 'missing.mp4' in the input folder" in LoadVideo.validate_inputs("missing.mp4")
     (folders / "input" / "broken.mp4").write_bytes(b"\x00" * 1000)
-    with pytest.raises(ValueError, match="ALCM_LoadVideo: broken.mp4: OpenCV cannot open it.*Re-encode"):
+    with pytest.raises(ValueError, match="ALCM_LoadVideo: broken.mp4: PyAV cannot open it.*Re-encode"):
         LoadVideo.execute("broken.mp4", 0, 0, 1, 0.0, 0, 0, True)
 
 
@@ -210,3 +214,103 @@ def test_a_gif_with_audio_says_the_sound_was_not_saved(folders):
     assert "text" not in save(frames(), format="mp4", audio=audio).ui
     with pytest.raises(ValueError, match="audio: expected ComfyUI's AUDIO"):
         save(frames(), audio=torch.zeros(3))
+
+
+# Mean absolute error (0-255 levels) of a loaded clip against the frames saved, per format, at crf 19 / quality 90:
+# what each codec loses on smooth ramps and a moving pattern, with a margin. Lossless formats must come back exact.
+ROUND_TRIP_TOLERANCE = {"mp4": 3.0, "webm": 3.0, "mp4 h265": 3.0, "mp4 h265 10-bit": 3.0, "mp4 av1": 3.0,
+                        "mp4 av1 10-bit": 3.0, "mov prores 422 hq": 2.0, "mkv ffv1 lossless": 0.0,
+                        "mov png lossless": 0.0, "gif": 4.0, "webp": 3.0}
+
+
+def ramp_clip(count=10, height=48, width=64):
+    y, x = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    return torch.stack([torch.stack([(x * 3 + 7 * i) % 256, (y * 4) % 256, torch.full_like(x, 20 * i)], -1)
+                        for i in range(count)]).float() / 255
+
+
+@pytest.mark.parametrize("file_format", FORMATS)
+def test_every_format_round_trips_through_load_video(folders, file_format):
+    images = ramp_clip()
+    path = saved_path(save(images, format=file_format, filename_prefix="round_trip"), folders)
+    os.replace(path, folders / "input" / path.name)
+    loaded, count, rate, _, _ = LoadVideo.execute(path.name, frame_load_cap=0, skip_first_frames=0,
+                                                  select_every_nth=1, force_rate=0.0, custom_width=0, custom_height=0,
+                                                  multiple_of_8=True).result
+    # GIF stores frame times in hundredths of a second: 125 ms becomes 120 or 130.
+    assert count == 10 and rate == pytest.approx(8.0, rel=0.05 if file_format == "gif" else 0.001)
+    error = float((loaded - images).abs().mean() * 255)
+    assert error <= ROUND_TRIP_TOLERANCE[file_format], f"{file_format}: mean error {error:.2f} levels"
+
+
+def test_save_output_off_writes_to_the_temp_folder_only(folders):
+    output = save(frames(), save_output=False, filename_prefix="preview")
+    [result] = output.ui["images"]
+    assert result["type"] == "temp" and (folders / "temp" / result["filename"]).is_file()
+    assert not any((folders / "output").rglob("*.mp4"))
+
+
+def load_video(video, path="", **options):
+    settings = dict(frame_load_cap=0, skip_first_frames=0, select_every_nth=1, force_rate=0.0, custom_width=0,
+                    custom_height=0, multiple_of_8=False)
+    return LoadVideo.execute(video, **{**settings, **options}, path=path).result
+
+
+def test_a_typed_path_loads_from_the_folders_the_server_reads_and_nothing_else(folders, tmp_path_factory,
+                                                                                 monkeypatch):
+    clip = saved_path(save(frames(4), filename_prefix="made/clip"), folders)  # in the output folder
+    assert LoadVideo.validate_inputs("anything.mp4", str(clip)) is True
+    assert load_video("anything.mp4", str(clip))[1] == 4
+    assert load_video("anything.mp4", f"../output/made/{clip.name}")[1] == 4  # relative to the input folder
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    outside = elsewhere / "private.mp4"
+    clip.replace(outside)
+    for typed in (str(outside), f"../../{elsewhere.name}/private.mp4"):
+        message = LoadVideo.validate_inputs("anything.mp4", typed)
+        assert "is outside the folders this server reads from" in message and "ALCM_VIDEO_FOLDERS" in message
+        with pytest.raises(ValueError, match="outside the folders this server reads from"):
+            load_video("anything.mp4", typed)
+    (folders / "input" / "link.mp4").symlink_to(outside)  # a link out of the input folder is followed, then refused
+    assert "leads outside" in LoadVideo.validate_inputs("link.mp4")
+    monkeypatch.setenv("ALCM_VIDEO_FOLDERS", str(elsewhere))  # the server's owner allows that folder
+    assert load_video("anything.mp4", str(outside))[1] == 4
+    assert "no file at 'nothere.mp4'" in LoadVideo.validate_inputs("anything.mp4", "nothere.mp4")
+
+
+def test_a_name_from_the_list_cannot_climb_out_of_the_input_folder(folders):
+    save(frames(2), filename_prefix="secret")
+    (folders / "outside.mp4").write_bytes((folders / "output" / "secret_00001_.mp4").read_bytes())
+    for name in ("../outside.mp4", "../output/secret_00001_.mp4"):
+        message = LoadVideo.validate_inputs(name)
+        assert f"{name!r} leads outside the input folder" in message and "type its path in `path`" in message
+    assert LoadVideo.validate_inputs("secret_00001_.mp4 [output]") is True  # core's annotation for the output folder
+
+
+def sequence(folder, names, size=(40, 24)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        Image.new("RGB", size, (20 * i, 0, 0)).save(folder / name)
+
+
+def test_an_image_sequence_loads_in_natural_order_with_the_frame_choices(folders):
+    names = [f"frame{i}.png" for i in range(12)]  # frame10 and frame11 sort after frame9
+    sequence(folders / "input" / "shots" / "a", names)  # by name, frame10 would come before frame2
+    images, count, rate, info = LoadImageSequence.execute("shots/a", 12.0, 0, 0, 1, 0.0, 0, 0, False).result
+    assert count == 12 and rate == 12.0 and images.shape == (12, 24, 40, 3)
+    assert [round(float(v) * 255 / 20) for v in images[:, 0, 0, 0]] == list(range(12))
+    assert info["source_frame_count"] == 12 and info["source_duration"] == pytest.approx(1.0)
+    images, count, rate, _ = LoadImageSequence.execute("shots/a", 12.0, 4, 2, 2, 0.0, 32, 0, True).result
+    assert count == 4 and rate == 6.0 and images.shape == (4, 16, 32, 3)  # 40x24 to 32 wide: 19.2, to 16
+    assert [round(float(v) * 255 / 20) for v in images[:, 0, 0, 0]] == [2, 4, 6, 8]
+
+
+def test_image_sequence_errors_name_the_folder_or_frame_and_the_fix(folders, tmp_path_factory):
+    assert "no folder at 'nope'" in LoadImageSequence.validate_inputs("nope")
+    assert "outside the folders" in LoadImageSequence.validate_inputs(str(tmp_path_factory.mktemp("away")))
+    (folders / "input" / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: the folder holds no images"):
+        LoadImageSequence.execute("empty", 8.0, 0, 0, 1, 0.0, 0, 0, True)
+    sequence(folders / "input" / "mixed", ["a1.png", "a2.png"])
+    Image.new("RGB", (20, 20)).save(folders / "input" / "mixed" / "a3.png")
+    with pytest.raises(ValueError, match="mixed/a3.png: 20x20, but the first frame \\(a1.png\\) is 40x24"):
+        LoadImageSequence.execute("mixed", 8.0, 0, 0, 1, 0.0, 0, 0, True)

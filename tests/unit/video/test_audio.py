@@ -6,7 +6,7 @@ import pytest
 
 from animatelcm.video.audio import Sound, fitted, read_sound, silence
 from animatelcm.video.reader import FrameSelection, read_video
-from animatelcm.video.writer import VideoSettings, write_video
+from animatelcm.video.writer import VideoSettings, extension, write_video
 
 RATE = 48000
 
@@ -105,11 +105,13 @@ def test_fitted_cuts_or_pads_to_the_length():
     assert padded.shape == (2, 150) and padded[:, :100].min() == 1 and padded[:, 100:].max() == 0
 
 
-@pytest.mark.parametrize("file_format, codec, rate", [("mp4", "aac", 44100), ("webm", "opus", 48000)])
+@pytest.mark.parametrize("file_format, codec, rate", [("mp4", "aac", 44100), ("webm", "opus", 48000),
+                                                       ("mov prores 422 hq", "aac", 44100),
+                                                       ("mkv ffv1 lossless", "flac", 44100)])
 def test_saved_sound_has_the_tone_at_its_time_and_the_videos_length(tmp_path, file_format, codec, rate):
     """16 frames at 8 fps = 2.0 s of video; the 3 s sound (tone from 1.0 s) is cut to 2.0 s."""
     frames = [np.full((32, 32, 3), 10 * i, np.uint8) for i in range(16)]
-    path = tmp_path / f"out.{file_format}"
+    path = tmp_path / f"out.{extension(file_format)}"
     sound = Sound(tone(3.0, 1.0, rate=44100), 44100)
     assert write_video(str(path), frames, VideoSettings(file_format, frame_rate=8), sound=sound) == 16
     samples, decoded_rate, name = decoded_sound(path)

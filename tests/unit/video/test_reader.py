@@ -113,8 +113,8 @@ def test_frames_are_resized_as_they_are_read(mp4):
 
 
 @pytest.mark.parametrize("name,content,message", [
-    ("garbage.mp4", b"this is not a video" * 50, "garbage.mp4: OpenCV cannot open it"),
-    ("empty.mp4", b"", "empty.mp4: OpenCV cannot open it"),
+    ("garbage.mp4", b"this is not a video" * 50, "garbage.mp4: PyAV cannot open it"),
+    ("empty.mp4", b"", "empty.mp4: PyAV cannot open it"),
     ("garbage.gif", b"GIF89a-broken", "garbage.gif: Pillow cannot read it"),
 ])
 def test_unreadable_files_are_named_with_a_fix(tmp_path, name, content, message):

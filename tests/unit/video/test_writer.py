@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from animatelcm.video.writer import VideoSettings, pad_to_even, pingpong, write_video
+from animatelcm.video.writer import FORMATS, VideoSettings, extension, pad_to_even, pingpong, write_video
 
 # Solid colours a GIF palette holds exactly, one per frame, so frame order can be read back.
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
@@ -117,3 +117,21 @@ def test_bad_requests_fail_with_a_reason(tmp_path):
         write_video(str(tmp_path / "e.avi"), solid_frames(), VideoSettings("avi"))
     with pytest.raises(ValueError, match="frame 1 is 8x8, the first was 32x24"):
         write_video(str(tmp_path / "m.mp4"), [solid_frames()[0], np.zeros((8, 8, 3), np.uint8)], VideoSettings("mp4"))
+
+
+@pytest.mark.parametrize("file_format, codec, pix_fmt, tag", [
+    ("mp4 h265", "hevc", "yuv420p", "hvc1"), ("mp4 h265 10-bit", "hevc", "yuv420p10le", "hvc1"),
+    ("mp4 av1", "av1", "yuv420p", "av01"), ("mp4 av1 10-bit", "av1", "yuv420p10le", "av01"),
+    ("mov prores 422 hq", "prores", "yuv422p10le", "apch"), ("mkv ffv1 lossless", "ffv1", "bgr0", None),
+    ("mov png lossless", "png", "rgb24", "png ")])
+def test_each_named_codec_writes_its_stream(tmp_path, file_format, codec, pix_fmt, tag):
+    if file_format not in FORMATS:
+        pytest.skip(f"this PyAV has no encoder for {file_format}")
+    path = tmp_path / f"clip.{extension(file_format)}"
+    assert write_video(str(path), ramp_frames(6), VideoSettings(file_format, frame_rate=8)) == 6
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        decoders = {"av1": ("av1", "libdav1d")}.get(codec, (codec,))  # AV1 is read by dav1d where present
+        assert stream.codec_context.name in decoders and stream.codec_context.pix_fmt == pix_fmt
+        assert tag is None or stream.codec_context.codec_tag == tag
+        assert sum(1 for _ in container.decode(video=0)) == 6
