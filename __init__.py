@@ -5,6 +5,10 @@ only then, so the model and sampling code stays importable without ComfyUI (unit
 """
 
 
+# The frontend extension that lets the video loaders upload every format they read (web/video_upload.js).
+WEB_DIRECTORY = "./web"
+
+
 async def comfy_entrypoint():
     from .nodes.extension import AnimateLCMExtension
 

@@ -15,7 +15,7 @@ from .svd_sampling import SVDScheduler
 from .sampling import KSampler, Sampler, Scheduler
 from .sparse_control import ApplySparseCtrl, LoadSparseCtrl
 from .types import MOTION_LORAS, MOTION_MODELS, register_model_folder
-from .video import LoadImageSequence, LoadVideo, SaveVideo
+from .video import LoadImageSequence, LoadVideo, LoadVideoLatent, SaveVideo
 
 # Runs when ComfyUI loads the pack: ComfyExtension.on_load is never called in ComfyUI 0.3.75.
 register_model_folder(MOTION_MODELS)
@@ -26,4 +26,5 @@ class AnimateLCMExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [LoadMotionModel, ApplyMotionModel, ImageToVideo, ContextOptions, PromptSchedule, ApplyVideoControlNet,
                 Scheduler, Sampler, KSampler, SaveVideo, LoadVideo, ColorMatch, LoadSVDUNet, SVDScheduler, LoadSparseCtrl,
-                ApplySparseCtrl, FreeInit, LoadMotionLoRA, ValueSchedule, LoadImageSequence]
+                ApplySparseCtrl, FreeInit, LoadMotionLoRA, ValueSchedule, LoadImageSequence,
+                LoadVideoLatent]

@@ -8,10 +8,11 @@ import folder_paths
 from comfy.cli_args import args
 from comfy_api.latest import io, ui
 
-from ..patching.video_files import (comfy_audio, decoded_frames, input_videos, readable_path, reserve_output_path,
-                                    sound_of, to_uint8)
+from ..patching.video_files import (ChunkEncoder, comfy_audio, decoded_frames, input_videos, readable_path,
+                                    reserve_output_path, sound_of, to_uint8)
 from ..video.audio import read_sound, silence
-from ..video.reader import EXTENSIONS, FrameSelection, Resize, read_image_sequence, read_video
+from ..video.reader import (EXTENSIONS, FrameSelection, Resize, expected_frames, probe, read_image_sequence,
+                            read_video)
 from ..video.writer import ANIMATED_IMAGES, FORMATS, VideoSettings, extension, has_sound, write_video
 from ..video.writer import pingpong as pingpong_order
 from .types import VideoInfoSocket
@@ -111,6 +112,12 @@ class SaveVideo(io.ComfyNode):
         return metadata
 
 
+def video_input() -> io.Combo.Input:
+    return io.Combo.Input("video", options=input_videos(), upload=io.UploadType.video,
+                          tooltip="A file in ComfyUI's input folder: upload mp4/webm with the frontend's button, or "
+                                  "any format (gif, webp, mkv, mov, avi too) with 'upload any video, gif or webp'.")
+
+
 def frame_choice_inputs(own_rate: str, own_size: str) -> list:
     """The frame choices and size inputs every loader shares, in this order (saved workflows depend on it)."""
     return [
@@ -139,8 +146,7 @@ class LoadVideo(io.ComfyNode):
             description="Loads a video (mp4, webm, mkv, mov, avi) or an animated GIF/WebP from the input folder as "
                         "frames, choosing and resizing frames while it reads.",
             inputs=[
-                io.Combo.Input("video", options=input_videos(), upload=io.UploadType.video,
-                               tooltip="Upload an mp4/webm, or put any supported file in ComfyUI's input folder."),
+                video_input(),
                 *frame_choice_inputs("the file's rate", "source"),
                 io.String.Input("path", default="", optional=True,
                                 tooltip="A file on the server to load instead of the chosen one: relative to the "
@@ -215,6 +221,60 @@ class LoadVideo(io.ComfyNode):
         if not file.lower().endswith(EXTENSIONS):
             return f"ALCM_LoadVideo: {os.path.basename(file)!r} is not a supported video ({', '.join(EXTENSIONS)})."
         return True
+
+
+class LoadVideoLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ALCM_LoadVideoLatent",
+            display_name="AnimateLCM Load Video as Latent",
+            category="AnimateLCM/video",
+            description="Loads a video like AnimateLCM Load Video and encodes it with the VAE a few frames at a "
+                        "time while reading, so a long clip never exists whole at full size: for video-to-video.",
+            inputs=[
+                video_input(),
+                io.Vae.Input("vae"),
+                *frame_choice_inputs("the file's rate", "source"),
+                io.String.Input("path", default="", optional=True,
+                                tooltip="A file on the server to load instead of the chosen one (as in AnimateLCM "
+                                        "Load Video)."),
+                io.Int.Input("encode_chunk", default=16, min=1, max=4096, optional=True,
+                             tooltip="Frames read and encoded at once: lower uses less memory."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="latent"),
+                io.Int.Output(display_name="frame_count"),
+                io.Float.Output(display_name="frame_rate"),
+                VideoInfoSocket.Output(display_name="video_info"),
+                io.Audio.Output(display_name="audio"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, video: str, vae, frame_load_cap: int, skip_first_frames: int, select_every_nth: int,
+                force_rate: float, custom_width: int, custom_height: int, multiple_of_8: bool, path: str = "",
+                encode_chunk: int = 16) -> io.NodeOutput:
+        selection = FrameSelection(frame_load_cap, skip_first_frames, select_every_nth, force_rate)
+        try:
+            file = LoadVideo._file(video, path)
+            encoder = ChunkEncoder(vae, expected_frames(probe(file), selection))
+            loaded = read_video(file, selection, Resize(custom_width, custom_height, multiple_of_8),
+                                on_chunk=encoder, chunk_size=encode_chunk)
+            sound = read_sound(file, loaded.start_time, loaded.duration)
+        except ValueError as error:  # VideoReadError included
+            raise ValueError(f"ALCM_LoadVideoLatent: {error}") from None
+        sound = sound if sound is not None else silence(loaded.duration)
+        return io.NodeOutput(encoder.latent(), loaded.count, loaded.frame_rate, loaded.info(), comfy_audio(sound))
+
+    @classmethod
+    def fingerprint_inputs(cls, video: str, path: str = "", **options) -> str:
+        return LoadVideo.fingerprint_inputs(video, path)
+
+    @classmethod
+    def validate_inputs(cls, video: str | None = None, path: str | None = "") -> bool | str:
+        problem = LoadVideo.validate_inputs(video, path)
+        return problem if problem is True else problem.replace("ALCM_LoadVideo:", "ALCM_LoadVideoLatent:", 1)
 
 
 class LoadImageSequence(io.ComfyNode):

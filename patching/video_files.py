@@ -20,6 +20,25 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images[..., :3].clamp(0, 1) * 255).round().to(device="cpu", dtype=torch.uint8).numpy()
 
 
+class ChunkEncoder:
+    """Encodes frames handed over a chunk at a time (`video.reader`'s on_chunk), so a long source is never whole in
+    memory at full size: only one chunk of frames and the latents so far. Moves the node's progress bar over
+    `expected` frames and stops between chunks on interrupt."""
+
+    def __init__(self, vae, expected: int):
+        self.vae, self.latents = vae, []
+        self.progress = comfy.utils.ProgressBar(max(expected, 1))
+
+    def __call__(self, frames: np.ndarray) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        images = torch.from_numpy(frames).float().div_(255)
+        self.latents.append(self.vae.encode(images).cpu())
+        self.progress.update(frames.shape[0])
+
+    def latent(self) -> dict:
+        return {"samples": torch.cat(self.latents)}
+
+
 def comfy_audio(sound: Sound) -> dict:
     """ComfyUI's AUDIO: float32 waveform [batch 1, channels, samples] and its sample rate."""
     return {"waveform": torch.from_numpy(sound.samples).unsqueeze(0), "sample_rate": sound.sample_rate}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import av
@@ -56,32 +56,45 @@ class SourceInfo:
 
 @dataclass
 class LoadedVideo:
-    frames: np.ndarray  # uint8 [frames, height, width, 3]
+    frames: np.ndarray | None  # uint8 [frames, height, width, 3]; None when they were handed over in chunks
     frame_rate: float  # of the frames returned
     source: SourceInfo
     start_time: float = 0.0  # seconds into the source where the first frame returned is shown
+    count: int = 0  # frames returned
+    size: tuple[int, int] = (0, 0)  # their width and height
 
-    @property
-    def duration(self) -> float:
-        """The span of the source the frames returned stand for, from `start_time`."""
-        return self.frames.shape[0] / self.frame_rate
+    def __post_init__(self):
+        if self.frames is not None:
+            self.count, self.size = self.frames.shape[0], (self.frames.shape[2], self.frames.shape[1])
 
     @property
     def source_frame_rate(self) -> float:
         return self.source.frame_rate
 
+    @property
+    def duration(self) -> float:
+        """The span of the source the frames returned stand for, from `start_time`."""
+        return self.count / self.frame_rate
+
     def info(self) -> dict[str, float | int]:
         """The source's and the loaded frames' rate, count, duration and size, under VideoHelperSuite's
         VHS_VIDEOINFO keys (`source_fps`... `loaded_height`), so nodes written for its Load Video read it."""
-        count, height, width = self.frames.shape[:3]
+        width, height = self.size
         return {"source_fps": self.source.frame_rate, "source_frame_count": self.source.frame_count,
                 "source_duration": self.source.duration, "source_width": self.source.width,
-                "source_height": self.source.height, "loaded_fps": self.frame_rate, "loaded_frame_count": count,
-                "loaded_duration": count / self.frame_rate, "loaded_width": width, "loaded_height": height}
+                "source_height": self.source.height, "loaded_fps": self.frame_rate, "loaded_frame_count": self.count,
+                "loaded_duration": self.duration, "loaded_width": width, "loaded_height": height}
 
 
-def read_video(path: str, selection: FrameSelection = FrameSelection(), resize: Resize = Resize()) -> LoadedVideo:
-    return _selected(os.path.basename(path), *_open(path), selection, resize)
+# Receives the frames chosen so far, uint8 [n, height, width, 3], when a reader is told to hand them over in chunks.
+ChunkHandler = Callable[[np.ndarray], None]
+
+
+def read_video(path: str, selection: FrameSelection = FrameSelection(), resize: Resize = Resize(),
+               on_chunk: ChunkHandler | None = None, chunk_size: int = 16) -> LoadedVideo:
+    """The chosen frames of a video or animated image; with `on_chunk`, handed over `chunk_size` at a time as they
+    are decoded and not kept, so a long source never exists whole (the result's `frames` is then None)."""
+    return _selected(os.path.basename(path), *_open(path), selection, resize, on_chunk, chunk_size)
 
 
 def read_image_sequence(folder: str, frame_rate: float, selection: FrameSelection = FrameSelection(),
@@ -92,31 +105,54 @@ def read_image_sequence(folder: str, frame_rate: float, selection: FrameSelectio
 
 
 def _selected(name: str, source: SourceInfo, timed: Iterator[tuple[float, float, np.ndarray]],
-              selection: FrameSelection, resize: Resize) -> LoadedVideo:
+              selection: FrameSelection, resize: Resize, on_chunk: ChunkHandler | None = None,
+              chunk_size: int = 16) -> LoadedVideo:
     source_rate = source.frame_rate
     if selection.force_rate > 0:
         frames, rate = _resample(timed, selection.force_rate), selection.force_rate
     else:
         frames, rate = ((start, frame) for start, _, frame in timed), source_rate
-    kept, read, start_time = [], 0, 0.0  # `read` tells an empty file from an over-eager skip
+    kept, read, start_time, count, size = [], 0, 0.0, 0, (0, 0)  # `read` tells an empty file from an eager skip
     try:
         for read, (shown_at, frame) in enumerate(frames, start=1):
             skipped = read - 1 - selection.skip_first_frames
             if skipped < 0 or skipped % selection.select_every_nth:
                 continue
-            start_time = shown_at if not kept else start_time
+            start_time = shown_at if not count else start_time
             kept.append(_resize(frame, resize))
-            if len(kept) == selection.frame_load_cap:
+            count, size = count + 1, kept[-1].shape[1::-1]
+            if on_chunk is not None and len(kept) == chunk_size:
+                on_chunk(np.stack(kept))
+                kept = []
+            if count == selection.frame_load_cap:
                 break
     finally:
         timed.close()  # releases the decoder at once when the cap stops reading early
     if read == 0:
         raise VideoReadError(f"{name}: the file holds no frames (empty or damaged). Re-export it and upload it again.")
-    if not kept:
+    if not count:
         raise VideoReadError(
             f"{name}: no frames left: skip_first_frames={selection.skip_first_frames} skips all {read} "
             f"frames (at {rate:g} fps). Lower skip_first_frames.")
-    return LoadedVideo(np.stack(kept), rate / selection.select_every_nth, source, start_time)
+    if on_chunk is not None and kept:
+        on_chunk(np.stack(kept))
+    frames_kept = np.stack(kept) if on_chunk is None else None
+    return LoadedVideo(frames_kept, rate / selection.select_every_nth, source, start_time, count, size)
+
+
+def expected_frames(source: SourceInfo, selection: FrameSelection) -> int:
+    """About how many frames a selection keeps of a source (its frame count may be an estimate): for progress."""
+    ticks = source.duration * selection.force_rate if selection.force_rate > 0 else source.frame_count
+    kept = max(0, -(-(round(ticks) - selection.skip_first_frames) // selection.select_every_nth))
+    return min(kept, selection.frame_load_cap) if selection.frame_load_cap else kept
+
+
+def probe(path: str) -> SourceInfo:
+    """What a video or animated image says of itself (one frame is decoded: closing a started reader frees it)."""
+    source, timed = _open(path)
+    next(timed, None)
+    timed.close()
+    return source
 
 
 def target_size(width: int, height: int, resize: Resize) -> tuple[int, int]:

@@ -20,6 +20,7 @@ NOT_A_MOTION_MODULE = "a_lora_in_the_wrong_folder.safetensors"
 SECOND_MOTION_MODEL = "v3_sd15_mm.safetensors"
 MOTION_LORA = "v2_lora_ZoomIn.ckpt"  # an AnimateDiff v2 camera LoRA, as the motion-LoRA workflow names it
 INPUT_VIDEO = "animatelcm_input.mp4"  # the name the video-to-video and ControlNet workflows use
+INPUT_TONE_FROM = 0.5  # seconds: its sound is silence, then a 440 Hz tone (the finishing workflow keeps it)
 CONTROLNET = "control_v11p_sd15_canny_fp16.safetensors"  # the name the ControlNet workflow uses
 I2V_LORA = "AnimateLCM_sd15_i2v_lora.safetensors"
 INPUT_IMAGE = "animatelcm_input.png"  # the name the image-to-video workflows use
@@ -66,7 +67,7 @@ def server(tmp_path_factory):
     models["checkpoints"].update(svd["checkpoints"])
     models["diffusion_models"] = svd["diffusion_models"]
     comfy = ComfyServer(tmp_path_factory.mktemp("comfyui"), models)
-    write_input_video(comfy.base_dir / "input" / INPUT_VIDEO)
+    write_input_video(comfy.base_dir / "input" / INPUT_VIDEO, frames=48, tone_from=INPUT_TONE_FROM)  # 2 s
     write_input_image(comfy.base_dir / "input" / INPUT_IMAGE)
     for keyframe, size in zip(KEYFRAMES, (64, 48)):  # two sizes: core's ImageBatch fits the second to the first
         write_input_image(comfy.base_dir / "input" / keyframe, size, size)

@@ -320,6 +320,37 @@ def test_a_workflow_saved_before_the_newer_optional_widgets_opens_with_their_def
         load["widgets_values"][0], load["widgets_values"][1], load["widgets_values"][5], True, ""]
 
 
+def test_a_gif_is_uploaded_through_the_loaders_upload_button_and_loads(page, server, tmp_path):
+    """The frontend's own video upload takes mp4 and webm only; the pack's button on its loaders takes gif too: the
+    file reaches the input folder, the node picks it, and the queued graph loads its frames."""
+    from PIL import Image
+
+    gif = tmp_path / "moving.gif"
+    frames = [Image.new("RGB", (40, 24), (60 * i, 100, 200 - 40 * i)) for i in range(5)]
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=125, loop=0)
+    workflow = json.loads((WORKFLOWS_DIR / "animatelcm_video_to_video.json").read_text())
+    _load_graph(page, workflow)
+    button = page.js("""const node = app.graph.nodes.find(n => n.type === 'ALCM_LoadVideo');
+        const button = node.widgets.find(w => w.type === 'button' && /gif/.test(w.name));
+        button.callback();  // what a click on it does: opens the file chooser
+        return button.name;""")
+    assert button == "upload any video, gif or webp"
+    chooser = page.driver.find_element("css selector", "input[data-alcm-upload='ALCM_LoadVideo']")
+    assert ".gif" in chooser.get_attribute("accept").split(",")
+    chooser.send_keys(str(gif))  # the file picked in the chooser
+    chosen = lambda d: d.execute_script(  # noqa: E731
+        "return app.graph.nodes.find(n => n.type === 'ALCM_LoadVideo').widgets.find(w => w.name === 'video').value")
+    page.wait(lambda d: chosen(d) == "moving.gif", 30, "the uploaded gif was not chosen in the node")
+    assert (server.base_dir / "input" / "moving.gif").read_bytes() == gif.read_bytes()
+    prompt = page.js("return app.graphToPrompt().then(p => p.output)")
+    load = next(node_id for node_id, node in prompt.items() if node["class_type"] == "ALCM_LoadVideo")
+    assert prompt[load]["inputs"]["video"] == "moving.gif"
+    run = {"load": {"class_type": "ALCM_LoadVideo", "inputs": {**prompt[load]["inputs"], "frame_load_cap": 0,
+                                                                "custom_width": 0, "force_rate": 0.0}},
+           "save": {"class_type": "SaveImage", "inputs": {"images": ["load", 0], "filename_prefix": "e2e/gif"}}}
+    assert len(server.run(run)["outputs"]["save"]["images"]) == 5
+
+
 # -- helpers ------------------------------------------------------------------------------------------------------
 def _load_graph(page, workflow: dict) -> None:
     """Open a UI-format workflow the way a dropped file is opened (app.loadGraphData), and wait for it."""

@@ -15,11 +15,13 @@ from animatelcm.devkit.workflows import WORKFLOWS as WORKFLOWS_DIR
 from animatelcm.devkit.workflows import api_twin, is_widget, strip_meta, ui_to_api, ui_workflows
 from animatelcm.samplers.schedule import COMMUNITY
 
-from .conftest import I2V_SIZE, SIZE
+from animatelcm.devkit.videos import TONE_HZ
+
+from .conftest import I2V_SIZE, INPUT_TONE_FROM, SIZE
 
 WORKFLOWS = ui_workflows()
 # Run by tests of their own below, which also check the settings they ship with.
-OWN_TEST = {"animatelcm_svd_xt", "animatelcm_text_to_video", "animatelcm_image_to_video"}
+OWN_TEST = {"animatelcm_svd_xt", "animatelcm_text_to_video", "animatelcm_image_to_video", "animatelcm_finishing"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -94,6 +96,29 @@ def read_back(path):
 @pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.stem not in OWN_TEST], ids=lambda p: p.stem)
 def test_api_twin_runs_end_to_end_and_saves_what_its_save_node_says(server, path):
     runs_and_saves_what_its_save_node_says(server, small(strip_meta(api_twin(path))))
+
+
+def test_finishing_workflow_saves_the_upscaled_second_pass_with_the_source_clips_sound(server):
+    """Two passes (the second on the latent upscaled x1.5, denoise 0.5, in context windows), colour matched, saved as
+    mp4 with the loaded clip's sound: 12 frames at 8 fps, so 1.5 s of it, the tone starting 0.5 s in as in the
+    source."""
+    from animatelcm.tests.unit.video.test_audio import decoded_sound, loudness, pitch
+
+    shipped = strip_meta(api_twin(WORKFLOWS_DIR / "animatelcm_finishing.json"))
+    assert shipped["16"]["inputs"]["scale_by"] == 1.5 and shipped["17"]["inputs"]["denoise"] == 0.5
+    assert shipped["11"]["inputs"]["audio"] == ["14", 4] and shipped["11"]["inputs"]["format"] == "mp4"
+    history = runs_and_saves_what_its_save_node_says(server, small(shipped))
+    [saved] = history["outputs"]["11"]["images"]
+    file = server.output_dir / saved["subfolder"] / saved["filename"]
+    with av.open(str(file)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (SIZE * 3 // 2, SIZE * 3 // 2)
+    samples, rate, codec = decoded_sound(file)
+    assert codec == "aac" and samples.shape[1] / rate == pytest.approx(1.5, abs=0.03)
+    assert loudness(samples, rate, 0.05, INPUT_TONE_FROM - 0.05) < 0.01
+    assert pitch(samples, rate, INPUT_TONE_FROM + 0.05, 1.45) == pytest.approx(TONE_HZ, abs=5)
+    progress = {e["data"]["node"] for e in server.events if e["type"] == "progress"}
+    assert {"8", "17"} <= progress  # both passes sampled
 
 
 def test_svd_xt_api_twin_runs_end_to_end_with_its_shipped_steps(server):

@@ -36,7 +36,7 @@ def test_entrypoint_returns_the_extension_with_v3_nodes():
                                                       "ALCM_LoadSVDUNet", "ALCM_SVDScheduler",
                                                       "ALCM_LoadSparseCtrl", "ALCM_ApplySparseCtrl", "ALCM_FreeInit",
                                                       "ALCM_LoadMotionLoRA", "ALCM_ValueSchedule",
-                                                      "ALCM_LoadImageSequence"}
+                                                      "ALCM_LoadImageSequence", "ALCM_LoadVideoLatent"}
     assert all(schema.category.startswith("AnimateLCM") for schema in schemas)
     import folder_paths  # the folders other packs use for motion modules and motion LoRAs are registered
 

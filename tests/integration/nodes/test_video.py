@@ -314,3 +314,36 @@ def test_image_sequence_errors_name_the_folder_or_frame_and_the_fix(folders, tmp
     Image.new("RGB", (20, 20)).save(folders / "input" / "mixed" / "a3.png")
     with pytest.raises(ValueError, match="mixed/a3.png: 20x20, but the first frame \\(a1.png\\) is 40x24"):
         LoadImageSequence.execute("mixed", 8.0, 0, 0, 1, 0.0, 0, 0, True)
+
+
+def test_load_video_as_latent_encodes_chunk_by_chunk_what_vae_encode_gives_at_once(folders, sd15):
+    """10 frames read and encoded 4 at a time: the encoder sees batches of 4, 4, 2 and the latent equals core's
+    VAEEncode of the frames ALCM_LoadVideo gives (SD's VAE encodes each frame on its own)."""
+    import nodes as comfy_nodes
+
+    _, _, vae = sd15
+    from animatelcm.nodes.video import LoadVideoLatent
+    from animatelcm.tests.unit.video.test_audio import tone_clip
+
+    tone_clip(folders / "input" / "tone.mp4", frames=14)
+    batches = []
+    original = vae.encode
+
+    def recording_encode(pixels, *args, **kwargs):
+        batches.append(pixels.shape[0])
+        return original(pixels, *args, **kwargs)
+
+    choices = dict(frame_load_cap=10, skip_first_frames=4, select_every_nth=1, force_rate=0.0, custom_width=64,
+                   custom_height=64, multiple_of_8=True)
+    vae.encode = recording_encode
+    try:
+        latent, count, rate, info, audio = LoadVideoLatent.execute("tone.mp4", vae, **choices, encode_chunk=4).result
+    finally:
+        del vae.encode
+    assert batches == [4, 4, 2] and count == 10 and rate == 8.0 and info["loaded_frame_count"] == 10
+    images = LoadVideo.execute("tone.mp4", **choices).result[0]
+    expected = comfy_nodes.VAEEncode().encode(vae, images)[0]["samples"]
+    torch.testing.assert_close(latent["samples"], expected, rtol=0, atol=1e-4)
+    assert audio["waveform"].shape[-1] == round(10 / 8 * audio["sample_rate"])  # the frames' 1.25 s, from 0.5 s
+    assert "leads outside the input folder" in LoadVideoLatent.validate_inputs("../x.mp4")
+    assert LoadVideoLatent.validate_inputs("../x.mp4").startswith("ALCM_LoadVideoLatent:")
