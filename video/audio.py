@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
+from .reader import ANIMATED_IMAGE_EXTENSIONS
+
 SILENCE_RATE = 44100  # Hz: what a clip without sound gets, CD rate as core's audio nodes default to
 
 
@@ -42,7 +44,9 @@ def fitted(sound: Sound, duration: float) -> Sound:
 def read_sound(path: str, start: float, duration: float) -> Sound | None:
     """The first audio stream's sound from `start` (seconds after the first video frame) for `duration` seconds,
     padded with silence where the stream ends early; mono or stereo (more channels are mixed down to stereo). None
-    when the file has no audio stream, or one that cannot be decoded (logged)."""
+    when the file has no audio stream (an animated image never has one), or one that cannot be decoded (logged)."""
+    if path.lower().endswith(ANIMATED_IMAGE_EXTENSIONS):
+        return None
     try:
         with av.open(path) as container:
             if not container.streams.audio:

@@ -131,3 +131,11 @@ def test_short_sound_is_padded_to_the_video(tmp_path):
     samples, rate, _ = decoded_sound(path)
     assert samples.shape[1] / rate == pytest.approx(2.0, abs=0.03)
     assert loudness(samples, rate, 0.05, 0.45) > 0.3 and loudness(samples, rate, 0.6, 1.9) < 0.001
+
+
+def test_an_animated_image_has_no_sound_and_is_not_opened_for_it(tmp_path, caplog):
+    from PIL import Image
+
+    path = tmp_path / "still.webp"
+    Image.new("RGB", (8, 8)).save(path, save_all=True, append_images=[Image.new("RGB", (8, 8))], duration=100)
+    assert read_sound(str(path), 0.0, 0.2) is None and not caplog.records

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animatelcm.video.reader import FrameSelection, Resize, VideoReadError, read_video, target_size
+from animatelcm.video.reader import (FrameSelection, Resize, VideoReadError, natural_key, read_image_sequence,
+                                     read_video, target_size)
 
 LEVELS = 16  # frame i is grey level 8 + 15 * i: far enough apart to tell frames apart after H.264
 
@@ -129,3 +130,14 @@ def test_missing_file_and_over_eager_skip(tmp_path, mp4):
         read_video(str(tmp_path / "nothing.mp4"))
     with pytest.raises(VideoReadError, match="skip_first_frames=40 skips all 16 frames"):
         read_video(mp4, FrameSelection(skip_first_frames=40))
+
+
+def test_image_sequences_sort_numbers_by_value_and_keep_the_selection_rules(tmp_path):
+    names = ["shot_10.png", "shot_2.png", "Shot_1.png", "shot_02b.png", "notes.txt"]
+    assert sorted(names[:4], key=natural_key) == ["Shot_1.png", "shot_2.png", "shot_02b.png", "shot_10.png"]
+    for i in (1, 2, 10, 3):
+        Image.new("RGB", (16, 8), (i, 0, 0)).save(tmp_path / f"f{i}.png")
+    (tmp_path / "notes.txt").write_text("not a frame")
+    video = read_image_sequence(str(tmp_path), 4.0, FrameSelection(skip_first_frames=1), Resize(multiple_of_8=False))
+    assert [int(f[0, 0, 0]) for f in video.frames] == [2, 3, 10] and video.frame_rate == 4.0
+    assert video.start_time == pytest.approx(0.25) and video.info()["source_frame_count"] == 4
