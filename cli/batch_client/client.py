@@ -168,6 +168,14 @@ class Client:
             except (*RETRYABLE, ServerError) as error:
                 await self._wait_before_retry(attempt, "POST /prompt", error, job)
 
+    async def delete_queued(self, prompt_id: str) -> None:
+        """Takes a prompt off the queue if it is still waiting there (a running one is left to finish); one try."""
+        try:
+            async with self.session.post(self.base_url + "/queue", json={"delete": [prompt_id]}) as response:
+                await response.read()
+        except RETRYABLE:
+            pass
+
     async def download(self, item: dict, out_dir: Path) -> Path:
         """GET /view of one output file into out_dir, retried from scratch (a partial file is removed)."""
         params = {"filename": item["filename"], "subfolder": item["subfolder"], "type": item["type"]}

@@ -46,6 +46,13 @@ retries:
   (/queue, /history) whether that id arrived, so no job is queued twice. A prompt the server rejects (HTTP 400:
   invalid inputs) is not retried; its error is reported and the other jobs go on.
 
+servers:
+  With several --server (or --servers-file), each job goes to the least busy server that answers, at most
+  --per-server at a time on each. A server lacking a node or file the workflow names is left out with the
+  reason. A server that stops answering is marked down and its unfinished jobs go to the others; it is used
+  again when it answers. With every server down for --give-up-after seconds, the client stops (exit 1).
+  --resume REPORT queues only the jobs an earlier --report of the same batch does not list as done.
+
 examples:
   %(prog)s t2v_api.json --prompt "a red panda" --prompt "a fox" --seeds 1-4 --out videos
   %(prog)s t2v_api.json --prompts-file prompts.txt --set 7/batch_size=16 --server http://gpu-box:8188
@@ -59,7 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Queue a batch of jobs of one API-format ComfyUI workflow on a server, show their progress, "
                     "download their outputs, and report each job's success or error.")
     parser.add_argument("workflow", type=Path, help="the workflow in API format (Workflow > Export (API))")
-    parser.add_argument("--server", default=DEFAULT_SERVER, help=f"ComfyUI server URL (default {DEFAULT_SERVER})")
+    servers = parser.add_argument_group("servers")
+    servers.add_argument("--server", action="append", default=[], metavar="URL",
+                         help=f"a ComfyUI server URL; repeat for several (default {DEFAULT_SERVER})")
+    servers.add_argument("--servers-file", type=Path, metavar="FILE",
+                         help="server URLs, one per line (blank lines and # comments skipped)")
+    servers.add_argument("--per-server", type=int, default=1, metavar="N",
+                         help="jobs queued on one server at a time (default 1: a slow server never holds work "
+                              "a free one could do)")
+    servers.add_argument("--give-up-after", type=positive, default=300, metavar="SECONDS",
+                         help="when every server is down this long, stop and list the unfinished jobs (default 300)")
     jobs = parser.add_argument_group("jobs")
     jobs.add_argument("--prompt", action="append", default=[], metavar="TEXT",
                       help="a prompt text; repeat for several")
@@ -90,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true",
                      help="show only queued / done / failed lines, not each node and sampler step")
     run.add_argument("--report", type=Path, metavar="FILE", help="also write the results as JSON to FILE")
+    run.add_argument("--resume", type=Path, metavar="REPORT",
+                     help="a --report of an earlier run of the same batch: its finished jobs are not queued again")
     return parser
 
 
@@ -100,11 +118,29 @@ def positive(text: str) -> float:
     return value
 
 
+def server_list(args: argparse.Namespace) -> list[str]:
+    """Every server named (--server, --servers-file), each once, checked; the default one when none is."""
+    named = list(args.server)
+    if args.servers_file:
+        named += [line.strip() for line in read_text(args.servers_file, "the servers file").splitlines()
+                  if line.strip() and not line.strip().startswith("#")]
+        if len(named) == len(args.server):
+            raise UsageError(f"the servers file {args.servers_file} names no server")
+    urls = []
+    for server in named or [DEFAULT_SERVER]:
+        url = server_urls(server)[0]
+        if url not in urls:
+            urls.append(url)
+    return urls
+
+
 def plan(args: argparse.Namespace) -> list[Job]:
     """The job list from the command line; every UsageError is raised here, before any request."""
-    server_urls(args.server)
+    args.servers = server_list(args)
     if args.retries < 0:
         raise UsageError("--retries must be 0 or more")
+    if args.per_server < 1:
+        raise UsageError("--per-server must be 1 or more")
     workflow = load_workflow(args.workflow)
     prompts = list(args.prompt)
     if args.prompts_file:
@@ -118,13 +154,37 @@ def plan(args: argparse.Namespace) -> list[Job]:
                      if prompts else None)
     seed_target = (resolve_target(workflow, args.seed_node, "--seed-node", SEED_INPUTS, detect_seed_target)
                    if seeds else None)
-    return build_jobs(workflow, prompts, seeds, rows, common, prompt_target, seed_target)
+    jobs = build_jobs(workflow, prompts, seeds, rows, common, prompt_target, seed_target)
+    if args.resume:
+        resume(jobs, read_text(args.resume, "the report to resume"), args.resume)
+    return jobs
+
+
+def resume(jobs: list[Job], text: str, name: Path) -> None:
+    """Marks the jobs a report says finished as done (their files and server kept); the report must be of this very
+    batch: the same number of jobs with the same overrides."""
+    try:
+        entries = json.loads(text)
+        by_index = {entry["job"]: entry for entry in entries}
+    except (ValueError, TypeError, KeyError):
+        raise UsageError(f"{name} is not a --report of the batch client") from None
+    for job in jobs:
+        entry = by_index.get(job.index)
+        overrides = {"/".join(target): value for target, value in job.overrides.items()}
+        if len(entries) != len(jobs) or entry is None or entry.get("overrides") != overrides:
+            raise UsageError(f"{name} is the report of another batch ({len(entries)} jobs; this one has {len(jobs)}, "
+                             f"job {job.index}: {job.label}): give the same workflow and options")
+        if entry.get("status") == "ok":
+            job.status, job.prompt_id, job.server = "ok", entry["prompt_id"], entry.get("server")
+            job.files = [Path(path) for path in entry.get("files", [])]
+            job.server_files = entry.get("server_files", [])
 
 
 def write_report(path: Path, jobs: list[Job]) -> None:
     results = [{"job": job.index, "prompt_id": job.prompt_id, "status": job.status, "error": job.error,
                 "overrides": {"/".join(target): value for target, value in job.overrides.items()},
-                "files": [str(p) for p in job.files], "server_files": job.server_files} for job in jobs]
+                "server": job.server, "files": [str(p) for p in job.files], "server_files": job.server_files}
+               for job in jobs]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 
@@ -141,17 +201,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.dry_run:
         for job in jobs:
-            print(f"{job.tag} {job.label}")
+            print(f"{job.tag} {job.label}" + ("  (done: resumed)" if job.status == "ok" else ""))
         return EXIT_OK
+    for job in jobs:
+        if job.status == "ok":
+            reporter.job(job, f"done in {args.resume}: not queued again")
     try:
-        asyncio.run(run_jobs(jobs, args.server, args.out, reporter, args.retries, args.retry_delay,
-                             args.request_timeout, args.poll_interval, args.timeout))
+        asyncio.run(run_jobs(jobs, args.servers, args.out, reporter, args.retries, args.retry_delay,
+                             args.request_timeout, args.poll_interval, args.timeout, args.per_server,
+                             args.give_up_after))
     except KeyboardInterrupt:
         reporter.line("interrupted: prompts already queued stay on the server's queue")
         for job in jobs:
             if job.status in ("pending", "queued"):
                 job.status, job.error = "failed", "interrupted (Ctrl+C)"
-    reporter.summary(jobs)
+    reporter.summary(jobs, servers=len(args.servers) > 1)
     if args.report:
         write_report(args.report, jobs)
     return EXIT_OK if all(job.status == "ok" for job in jobs) else EXIT_FAILED

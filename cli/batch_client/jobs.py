@@ -79,6 +79,7 @@ class Job:
     error: str | None = None
     files: list[Path] = field(default_factory=list)
     server_files: list[dict] = field(default_factory=list)
+    server: str | None = None  # the server it is queued on, or that ran it
 
     @property
     def tag(self) -> str:

@@ -30,17 +30,20 @@ class Reporter:
     def saved(self, path: Path) -> None:
         print(path, flush=True)
 
-    def summary(self, jobs: list[Job]) -> None:
-        rows = [("job", "prompt_id", "status", "files / error")]
+    def summary(self, jobs: list[Job], servers: bool = False) -> None:
+        """A table of the jobs; with `servers`, which server ran each."""
+        rows = [("job", "prompt_id", *(("server",) if servers else ()), "status", "files / error")]
         for job in jobs:
             if job.status == "ok":
                 detail = ", ".join(str(path) for path in job.files) or "(no output file)"
             else:
                 detail = job.error or ""
-            rows.append((f"{job.index}/{job.total}", job.prompt_id, job.status, detail))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+            where = (job.server or "-",) if servers else ()
+            rows.append((f"{job.index}/{job.total}", job.prompt_id, *where, job.status, detail))
+        columns = len(rows[0]) - 1
+        widths = [max(len(row[i]) for row in rows) for i in range(columns)]
         self.line("")
         for row in rows:
-            self.line("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3])
+            self.line("  ".join(cell.ljust(width) for cell, width in zip(row[:columns], widths)) + "  " + row[-1])
         failed = sum(job.status != "ok" for job in jobs)
         self.line(f"{len(jobs) - failed} succeeded, {failed} failed")

@@ -166,3 +166,33 @@ def resolve_target(workflow: dict, spec: str | None, what: str, default_inputs: 
         target = (spec.strip(), names[0] if names else default_inputs[0])
     check_target(workflow, target, what)
     return target
+
+
+def combo_options(spec: Any) -> list | None:
+    """The choices of an `/object_info` input spec when it is a list to choose from (old style: the list itself;
+    COMBO style: its `options`), else None."""
+    if not isinstance(spec, list) or not spec:
+        return None
+    if isinstance(spec[0], list):
+        return spec[0]
+    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
+        return spec[1].get("options")
+    return None
+
+
+def missing_requirements(workflow: dict, object_info: dict) -> list[str]:
+    """What a server (by its `/object_info`) lacks to run the workflow: node types it does not have, and chosen
+    files or options (a checkpoint, a motion model, an input video...) not among its choices."""
+    problems = []
+    for node_id, node in workflow.items():
+        class_type = node.get("class_type")
+        info = object_info.get(class_type)
+        if info is None:
+            problems.append(f"node {node_id} ({class_type}) is not installed")
+            continue
+        declared = {**info.get("input", {}).get("required", {}), **info.get("input", {}).get("optional", {})}
+        for name, value in node.get("inputs", {}).items():
+            options = combo_options(declared.get(name))
+            if isinstance(value, str) and options is not None and value not in options:
+                problems.append(f"node {node_id} ({class_type}): {name} {value!r} is not among its files or options")
+    return problems
