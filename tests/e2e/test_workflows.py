@@ -1,6 +1,5 @@
 """Every shipped workflow is valid for the real server, matches its API twin, and the API twin runs end to end."""
 
-import copy
 import io
 import json
 import struct
@@ -12,7 +11,8 @@ from PIL import Image
 
 from animatelcm.devkit.server import PromptError
 from animatelcm.devkit.workflows import WORKFLOWS as WORKFLOWS_DIR
-from animatelcm.devkit.workflows import api_twin, is_widget, strip_meta, ui_to_api, ui_workflows
+from animatelcm.devkit.workflows import (api_twin, at_test_size, frames_at_test_size, is_widget, strip_meta,
+                                         ui_to_api, ui_workflows)
 from animatelcm.samplers.schedule import COMMUNITY
 
 from animatelcm.devkit.videos import TONE_HZ
@@ -46,41 +46,13 @@ def test_ui_workflow_is_valid_and_converts_to_its_api_twin(server, path):
 
 
 def small(prompt: dict) -> dict:
-    """The same graph at test size (SIZE px, 8 frames, 6 for SVD-xt; 512 px and 16 frames are for real use); with
-    context windows 12 frames in windows of 8, so that the windows really run."""
-    prompt = copy.deepcopy(prompt)
-    frames = frames_at_test_size(prompt)
-    for node in prompt.values():
-        inputs = node["inputs"]
-        if node["class_type"] == "EmptyLatentImage":
-            inputs.update(width=SIZE, height=SIZE)
-            if not isinstance(inputs["batch_size"], list):  # linked: the loaded video's frame count
-                inputs["batch_size"] = frames
-        elif node["class_type"] == "ALCM_LoadVideo":
-            inputs.update(custom_width=SIZE, custom_height=SIZE if inputs["custom_height"] else 0,
-                          frame_load_cap=frames)
-        elif node["class_type"] == "ALCM_ContextOptions":
-            inputs.update(context_length=8, context_overlap=2)
-        elif node["class_type"] == "ALCM_PromptSchedule" and inputs["frame_count"]:  # 0: the latent's, as shipped
-            inputs["frame_count"] = frames
-        elif node["class_type"] == "ALCM_ImageToVideo":
-            inputs.update(width=I2V_SIZE, height=I2V_SIZE, frames=frames)
-        elif node["class_type"] == "SVD_img2vid_Conditioning":
-            inputs.update(width=SIZE, height=SIZE, video_frames=frames)
-        elif node["class_type"] == "ALCM_KSampler":  # more steps run the same graph again (the community one's 8)
-            inputs["steps"] = min(inputs["steps"], 4)
-    return prompt
+    return at_test_size(prompt, SIZE, I2V_SIZE)
 
 
 def test_the_community_schedule_workflow_ships_its_schedule_steps_and_cfg():
     prompt = strip_meta(api_twin(WORKFLOWS_DIR / "animatelcm_community_schedule.json"))
     assert prompt["4"]["inputs"]["beta_schedule"] == COMMUNITY
     assert prompt["8"]["inputs"]["steps"] == 8 and prompt["8"]["inputs"]["cfg"] == 1.5
-
-
-def frames_at_test_size(prompt: dict) -> int:
-    classes = {node["class_type"] for node in prompt.values()}
-    return 6 if "SVD_img2vid_Conditioning" in classes else 12 if "ALCM_ContextOptions" in classes else 8
 
 
 def read_back(path):
