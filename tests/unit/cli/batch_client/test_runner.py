@@ -240,3 +240,17 @@ def test_a_server_that_comes_back_is_used_again(tmp_path):
 
     only, jobs = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert [job.status for job in jobs] == ["ok"] * 3 and sorted(only.completed) == sorted(j.prompt_id for j in jobs)
+
+
+def test_jobs_a_resumed_report_lists_as_done_are_not_queued_again(tmp_path):
+    async def scenario():
+        [only] = await started(FakeComfy("only"))
+        jobs = batch(range(3))
+        jobs[1].status, jobs[1].server = "ok", "http://earlier:8188"  # as command_line.resume marks it
+        await run_jobs(jobs, [only.url], tmp_path / "out", Reporter(stream=io.StringIO()), retries=1,
+                       retry_delay=0.05, poll_interval=0.2)
+        return only, jobs
+
+    only, jobs = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert [job.status for job in jobs] == ["ok"] * 3
+    assert only.posted == [jobs[0].prompt_id, jobs[2].prompt_id] and jobs[1].server == "http://earlier:8188"
