@@ -30,6 +30,7 @@ class Server:
     url: str
     client: Client
     up: bool = True
+    down_since: float | None = None
     running: list[Job] = field(default_factory=list)  # queued or running there, not finished
     # Jobs that were on it when it went down, by prompt id: if it comes back, it may still hold or have run them.
     lost: dict[str, Job] = field(default_factory=dict)
@@ -182,7 +183,7 @@ class Batch:
             running = await server.client.known_ids(retry=False)
         except (ServerUnavailable, *CONNECTION_ERRORS):
             return
-        server.up = True
+        server.up, server.down_since = True, None
         self.all_down_since = None
         self.reporter.line(f"{server.url} answers again: back in use")
         lost, server.lost = server.lost, {}
@@ -221,7 +222,7 @@ class Batch:
         """The server stopped answering: its unfinished jobs go back to the others (it may come back)."""
         if not server.up:
             return
-        server.up = False
+        server.up, server.down_since = False, time.monotonic()
         server.next_poll = time.monotonic() + self.poll_interval
         moved = [job for job in server.running if job.status == "queued"]
         for job in moved:
@@ -235,16 +236,20 @@ class Batch:
             self.all_down_since = time.monotonic()
 
     def gave_up(self, now: float) -> bool:
+        """Jobs finished on a server that has been down `give_up_after` fail (they are never run again); with every
+        server down that long, so does the rest."""
+        for server in self.usable:
+            if server.unfetched and server.down_since is not None and now - server.down_since >= self.give_up_after:
+                for job in server.unfetched:
+                    self.fail(job, f"finished on {server.url}, but it went down before its outputs were downloaded "
+                                   f"and stayed down {self.give_up_after:g} s; it was not run again")
+                server.unfetched = []
         if any(s.up for s in self.usable) or self.all_down_since is None:
             return False
         if now - self.all_down_since < self.give_up_after:
             return False
         for job in self.unfinished():
             self.fail(job, f"every server was down for {self.give_up_after:g} s; not finished")
-        for server in self.usable:
-            for job in server.unfetched:
-                self.fail(job, f"finished on {server.url}, but its outputs could not be downloaded before it went "
-                               "down")
         return True
 
     async def finish(self, server: Server, job: Job, missing_ok: bool = False) -> None:

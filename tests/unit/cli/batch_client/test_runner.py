@@ -254,3 +254,27 @@ def test_jobs_a_resumed_report_lists_as_done_are_not_queued_again(tmp_path):
     only, jobs = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert [job.status for job in jobs] == ["ok"] * 3
     assert only.posted == [jobs[0].prompt_id, jobs[2].prompt_id] and jobs[1].server == "http://earlier:8188"
+
+
+class DiesAtDownload(FakeComfy):
+    """Runs its job, then dies as the client asks for the output."""
+
+    async def view(self, request):
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.kill()))
+        return web.Response(status=503)
+
+
+def test_a_job_finished_on_a_server_that_dies_before_the_download_is_never_run_again(tmp_path):
+    async def scenario():
+        steady, dying = await started(FakeComfy("steady", seconds=0.3), DiesAtDownload("dying", seconds=0.05))
+        jobs = batch(range(4))
+        stream = io.StringIO()
+        await run_jobs(jobs, [steady.url, dying.url], tmp_path / "out", Reporter(stream=stream), retries=1,
+                       retry_delay=0.05, poll_interval=0.1, give_up_after=0.5)
+        return steady, dying, jobs
+
+    steady, dying, jobs = asyncio.run(asyncio.wait_for(scenario(), 60))
+    [lost] = [job for job in jobs if job.status == "failed"]
+    assert lost.prompt_id in dying.posted and lost.prompt_id not in steady.posted
+    assert f"finished on {dying.url}, but it went down before its outputs were downloaded" in lost.error
+    assert [job.status for job in jobs if job is not lost] == ["ok"] * 3
