@@ -53,7 +53,7 @@ def child(opts, cpu: bool) -> None:
     from animatelcm.devkit.sd15_checkpoint import vae_layout
     from animatelcm.devkit.weights import materialize
     from animatelcm.patching.video_files import ChunkEncoder
-    from animatelcm.video.reader import read_video
+    from animatelcm.video.reader import FrameSelection, read_video
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
     vae = comfy.sd.VAE(sd=materialize(vae_layout(), 0))
@@ -67,7 +67,7 @@ def child(opts, cpu: bool) -> None:
             images = torch.from_numpy(read_video(opts.clip).frames).float().div_(255)
             latent = nodes.VAEEncode().encode(vae, images)[0]["samples"]
         else:  # what ALCM_LoadVideoLatent does
-            encoder = ChunkEncoder(vae, opts.frames)
+            encoder = ChunkEncoder(vae, FrameSelection(frame_load_cap=0))
             read_video(opts.clip, on_chunk=encoder, chunk_size=int(opts.child.split(":")[1]))
             latent = encoder.latent()["samples"]
         seconds = time.perf_counter() - start

@@ -11,8 +11,7 @@ from comfy_api.latest import io, ui
 from ..patching.video_files import (ChunkEncoder, comfy_audio, decoded_frames, input_videos, readable_path,
                                     reserve_output_path, sound_of, to_uint8)
 from ..video.audio import read_sound, silence
-from ..video.reader import (EXTENSIONS, FrameSelection, Resize, expected_frames, probe, read_image_sequence,
-                            read_video)
+from ..video.reader import EXTENSIONS, FrameSelection, Resize, read_image_sequence, read_video
 from ..video.writer import ANIMATED_IMAGES, FORMATS, VideoSettings, extension, has_sound, write_video
 from ..video.writer import pingpong as pingpong_order
 from .types import VideoInfoSocket
@@ -258,7 +257,7 @@ class LoadVideoLatent(io.ComfyNode):
         selection = FrameSelection(frame_load_cap, skip_first_frames, select_every_nth, force_rate)
         try:
             file = LoadVideo._file(video, path)
-            encoder = ChunkEncoder(vae, expected_frames(probe(file), selection))
+            encoder = ChunkEncoder(vae, selection)
             loaded = read_video(file, selection, Resize(custom_width, custom_height, multiple_of_8),
                                 on_chunk=encoder, chunk_size=encode_chunk)
             sound = read_sound(file, loaded.start_time, loaded.duration)

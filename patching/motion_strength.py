@@ -31,7 +31,7 @@ def checked_multival(value, name: str) -> Multival:
     else:
         shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
         raise ValueError(f"{name}: expected a number, a per-frame list or a mask (frames, height, width), got "
-                         f"{shape}; connect AnimateLCM Motion Strength Schedule or a MULTIVAL node")
+                         f"{shape}; connect AnimateLCM Value Schedule or a MULTIVAL node")
     if not finite:
         raise ValueError(f"{name}: a value is not a finite number (NaN or infinite)")
     return value
@@ -63,16 +63,11 @@ class MotionStrength:
     start_percent: float = 0.0
     end_percent: float = 1.0
 
-    @property
-    def per_frame(self) -> bool:
-        return torch.is_tensor(self.effect) or torch.is_tensor(self.key_scale)
-
 
 def motion_strength(motion_scale: float, effect_multival=None, scale_multival=None, start_percent: float = 0.0,
                     end_percent: float = 1.0) -> MotionStrength:
-    """The strength ALCM_ApplyMotionModel's inputs ask for, checked before any sampling."""
-    if not 0.0 <= start_percent <= end_percent <= 1.0:
-        raise ValueError(f"start_percent {start_percent} and end_percent {end_percent}: need 0 <= start <= end <= 1")
+    """The strength ALCM_ApplyMotionModel's inputs ask for (their percents already checked by the node), the
+    multivals checked before any sampling."""
     effect = float(motion_scale)
     if effect_multival is not None:
         effect = combined(effect, checked_multival(effect_multival, "effect_multival"))

@@ -13,7 +13,7 @@ import comfy.utils
 import folder_paths
 
 from ..video.audio import Sound
-from ..video.reader import EXTENSIONS
+from ..video.reader import EXTENSIONS, FrameSelection, SourceInfo, expected_frames
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -22,15 +22,16 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 class ChunkEncoder:
     """Encodes frames handed over a chunk at a time (`video.reader`'s on_chunk), so a long source is never whole in
-    memory at full size: only one chunk of frames and the latents so far. Moves the node's progress bar over
-    `expected` frames and stops between chunks on interrupt."""
+    memory at full size: only one chunk of frames and the latents so far. Moves the node's progress bar over the
+    frames `selection` keeps of the source and stops between chunks on interrupt."""
 
-    def __init__(self, vae, expected: int):
-        self.vae, self.latents = vae, []
-        self.progress = comfy.utils.ProgressBar(max(expected, 1))
+    def __init__(self, vae, selection: FrameSelection):
+        self.vae, self.selection, self.latents, self.progress = vae, selection, [], None
 
-    def __call__(self, frames: np.ndarray) -> None:
+    def __call__(self, frames: np.ndarray, source: SourceInfo) -> None:
         comfy.model_management.throw_exception_if_processing_interrupted()
+        if self.progress is None:
+            self.progress = comfy.utils.ProgressBar(max(expected_frames(source, self.selection), 1))
         images = torch.from_numpy(frames).float().div_(255)
         self.latents.append(self.vae.encode(images).cpu())
         self.progress.update(frames.shape[0])

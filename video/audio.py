@@ -27,6 +27,10 @@ class Sound:
     def duration(self) -> float:
         return self.samples.shape[1] / self.sample_rate
 
+    @property
+    def layout(self) -> str:
+        return "mono" if self.samples.shape[0] == 1 else "stereo"
+
 
 def silence(duration: float, sample_rate: int = SILENCE_RATE, channels: int = 1) -> Sound:
     return Sound(np.zeros((channels, round(duration * sample_rate)), dtype=np.float32), sample_rate)
@@ -92,8 +96,7 @@ AUDIO_CODECS = {"mp4": ("aac", None), "mov": ("aac", None), "webm": ("libopus", 
 def add_sound_stream(container, extension: str, sound: Sound):
     """An audio stream for `sound` in a container (by file extension) being written; returns it."""
     codec, rate = AUDIO_CODECS[extension]
-    layout = "mono" if sound.samples.shape[0] == 1 else "stereo"
-    stream = container.add_stream(codec, rate=rate or sound.sample_rate, layout=layout)
+    stream = container.add_stream(codec, rate=rate or sound.sample_rate, layout=sound.layout)
     if codec == "aac":
         stream.bit_rate = 192_000
     return stream
@@ -101,12 +104,11 @@ def add_sound_stream(container, extension: str, sound: Sound):
 
 def encode_sound(container, stream, sound: Sound) -> None:
     """Encode and mux all of `sound` into `stream`, in the codec's frame size, format and rate."""
-    layout = "mono" if sound.samples.shape[0] == 1 else "stereo"
     context = stream.codec_context
-    resampler = av.AudioResampler(format=context.format.name, layout=layout, rate=context.sample_rate,
+    resampler = av.AudioResampler(format=context.format.name, layout=sound.layout, rate=context.sample_rate,
                                   frame_size=context.frame_size or None)
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound.samples, dtype=np.float32), format="fltp",
-                                       layout=layout)
+                                       layout=sound.layout)
     frame.sample_rate, frame.pts = sound.sample_rate, 0
     for converted in [*resampler.resample(frame), *resampler.resample(None)]:
         container.mux(stream.encode(converted))

@@ -86,8 +86,9 @@ class LoadedVideo:
                 "loaded_duration": self.duration, "loaded_width": width, "loaded_height": height}
 
 
-# Receives the frames chosen so far, uint8 [n, height, width, 3], when a reader is told to hand them over in chunks.
-ChunkHandler = Callable[[np.ndarray], None]
+# Receives the frames chosen so far, uint8 [n, height, width, 3], and what the file says of itself, when a reader is
+# told to hand them over in chunks.
+ChunkHandler = Callable[[np.ndarray, "SourceInfo"], None]
 
 
 def read_video(path: str, selection: FrameSelection = FrameSelection(), resize: Resize = Resize(),
@@ -122,7 +123,7 @@ def _selected(name: str, source: SourceInfo, timed: Iterator[tuple[float, float,
             kept.append(_resize(frame, resize))
             count, size = count + 1, kept[-1].shape[1::-1]
             if on_chunk is not None and len(kept) == chunk_size:
-                on_chunk(np.stack(kept))
+                on_chunk(np.stack(kept), source)
                 kept = []
             if count == selection.frame_load_cap:
                 break
@@ -135,7 +136,7 @@ def _selected(name: str, source: SourceInfo, timed: Iterator[tuple[float, float,
             f"{name}: no frames left: skip_first_frames={selection.skip_first_frames} skips all {read} "
             f"frames (at {rate:g} fps). Lower skip_first_frames.")
     if on_chunk is not None and kept:
-        on_chunk(np.stack(kept))
+        on_chunk(np.stack(kept), source)
     frames_kept = np.stack(kept) if on_chunk is None else None
     return LoadedVideo(frames_kept, rate / selection.select_every_nth, source, start_time, count, size)
 
@@ -145,14 +146,6 @@ def expected_frames(source: SourceInfo, selection: FrameSelection) -> int:
     ticks = source.duration * selection.force_rate if selection.force_rate > 0 else source.frame_count
     kept = max(0, -(-(round(ticks) - selection.skip_first_frames) // selection.select_every_nth))
     return min(kept, selection.frame_load_cap) if selection.frame_load_cap else kept
-
-
-def probe(path: str) -> SourceInfo:
-    """What a video or animated image says of itself (one frame is decoded: closing a started reader frees it)."""
-    source, timed = _open(path)
-    next(timed, None)
-    timed.close()
-    return source
 
 
 def target_size(width: int, height: int, resize: Resize) -> tuple[int, int]:
@@ -190,15 +183,18 @@ def _open(path: str) -> tuple[SourceInfo, Iterator[tuple[float, float, np.ndarra
 def _open_video(path: str, name: str):
     """Decoded by PyAV, the ffmpeg that writes the pack's videos, so every format it saves reads back (OpenCV's
     builds differ: some lack AV1)."""
+    def unreadable(reason) -> VideoReadError:
+        return VideoReadError(f"{name}: PyAV cannot open it as a video ({reason}): not a video, or damaged. "
+                              f"Re-encode it as H.264 mp4 or VP9 webm.")
+
     try:
         container = av.open(path)
-        stream = container.streams.video[0]
-    except (av.FFmpegError, IndexError) as error:
-        if "container" in locals():
-            container.close()
-        reason = "no video stream" if isinstance(error, IndexError) else getattr(error, "strerror", None) or error
-        raise VideoReadError(f"{name}: PyAV cannot open it as a video ({reason}): not a video, or damaged. "
-                             f"Re-encode it as H.264 mp4 or VP9 webm.") from error
+    except av.FFmpegError as error:
+        raise unreadable(getattr(error, "strerror", None) or error) from error
+    if not container.streams.video:
+        container.close()
+        raise unreadable("no video stream")
+    stream = container.streams.video[0]
     rate = float(stream.average_rate or stream.guessed_rate or 0)
     rate = rate if np.isfinite(rate) and rate > 0 else 24.0  # some containers do not say; 24 is the common case
     duration = float(stream.duration * stream.time_base) if stream.duration else \

@@ -188,15 +188,11 @@ class Batch:
         self.reporter.line(f"{server.url} answers again: back in use")
         lost, server.lost = server.lost, {}
         for prompt_id, job in lost.items():
-            if prompt_id in running:
-                if job.status == "pending":  # nobody took it meanwhile: it stays where it is
-                    job.status, job.server = "queued", server.url
-                    server.running.append(job)
-                else:
-                    await server.client.delete_queued(prompt_id)
-                continue
-            if job.status == "pending" and await self.finished_on(server, job):
-                continue
+            if prompt_id in running and job.status != "pending":  # run elsewhere meanwhile
+                await server.client.delete_queued(prompt_id)
+            elif prompt_id in running or (job.status == "pending" and await self.ran_here(server, job)):
+                job.status, job.server = "queued", server.url  # still there, or finished there: it stays
+                server.running.append(job)
         for job in server.unfetched:
             job.status, job.server = "queued", server.url
             server.running.append(job)
@@ -205,18 +201,13 @@ class Batch:
             if job.prompt_id not in running:
                 await self.finish(server, job, missing_ok=True)
 
-    async def finished_on(self, server: Server, job: Job) -> bool:
-        """Whether the server ran a job that was waiting to go elsewhere (then it is taken from there)."""
+    @staticmethod
+    async def ran_here(server: Server, job: Job) -> bool:
+        """Whether the server finished a job that was waiting to go elsewhere (one try)."""
         try:
-            entry = await server.client.history(job.prompt_id, retry=False)
+            return await server.client.history(job.prompt_id, retry=False) is not None
         except (ServerUnavailable, *CONNECTION_ERRORS):
             return False
-        if entry is None:
-            return False
-        job.status, job.server = "queued", server.url
-        server.running.append(job)
-        await self.finish(server, job)
-        return True
 
     def mark_down(self, server: Server, error: BaseException) -> None:
         """The server stopped answering: its unfinished jobs go back to the others (it may come back)."""

@@ -128,6 +128,19 @@ def batch(seeds):
     return build_jobs(WORKFLOW, [], list(seeds), [], {}, None, ("3", "seed"))
 
 
+def client(jobs, servers, tmp_path, stream=None, **options):
+    """The client's run of `jobs` on `servers` (a coroutine), with short retries and polls unless `options` say."""
+    settings = {"retries": 1, "retry_delay": 0.05, "poll_interval": 0.2, **options}
+    return run_jobs(jobs, [s.url for s in servers], tmp_path / "out", Reporter(stream=stream or io.StringIO()),
+                    **settings)
+
+
+async def until_running(server) -> str:
+    while not server.running:
+        await asyncio.sleep(0.02)
+    return server.running
+
+
 def ran(servers) -> list[str]:
     return [prompt_id for server in servers for prompt_id in server.completed]
 
@@ -143,8 +156,7 @@ def test_jobs_spread_over_every_server_and_each_runs_once(tmp_path):
         servers = await started(FakeComfy("a"), FakeComfy("b"), FakeComfy("c"))
         jobs = batch(range(9))
         stream = io.StringIO()
-        await run_jobs(jobs, [s.url for s in servers], tmp_path / "out", Reporter(stream=stream), retries=1,
-                       retry_delay=0.05, poll_interval=0.2)
+        await client(jobs, servers, tmp_path, stream)
         return servers, jobs, stream.getvalue()
 
     servers, jobs, log = asyncio.run(asyncio.wait_for(scenario(), 60))
@@ -161,12 +173,8 @@ def test_a_server_killed_mid_job_hands_its_jobs_to_the_others_and_none_runs_twic
     async def scenario():
         fast, doomed = await started(FakeComfy("fast"), FakeComfy("doomed", seconds=30))
         jobs = batch(range(4))
-        task = asyncio.create_task(run_jobs(jobs, [fast.url, doomed.url], tmp_path / "out",
-                                            Reporter(stream=io.StringIO()), retries=1, retry_delay=0.05,
-                                            poll_interval=0.2))
-        while not doomed.running:
-            await asyncio.sleep(0.02)
-        victim = doomed.running
+        task = asyncio.create_task(client(jobs, [fast, doomed], tmp_path))
+        victim = await until_running(doomed)
         await doomed.kill()
         await task
         return fast, doomed, jobs, victim
@@ -182,8 +190,7 @@ def test_a_server_without_a_model_file_is_left_out_with_the_file_named(tmp_path)
         full, partial = await started(FakeComfy("full"), FakeComfy("partial", files=["sd15.safetensors"]))
         jobs = batch(range(3))
         stream = io.StringIO()
-        await run_jobs(jobs, [full.url, partial.url], tmp_path / "out", Reporter(stream=stream), retries=1,
-                       retry_delay=0.05, poll_interval=0.2)
+        await client(jobs, [full, partial], tmp_path, stream)
         return full, partial, jobs, stream.getvalue()
 
     full, partial, jobs, log = asyncio.run(asyncio.wait_for(scenario(), 60))
@@ -196,8 +203,7 @@ def test_a_rejected_job_is_reported_once_and_not_tried_elsewhere(tmp_path):
     async def scenario():
         servers = await started(FakeComfy("a"), FakeComfy("b"))
         jobs = batch([1, -1, 2])
-        await run_jobs(jobs, [s.url for s in servers], tmp_path / "out", Reporter(stream=io.StringIO()), retries=1,
-                       retry_delay=0.05, poll_interval=0.2)
+        await client(jobs, servers, tmp_path)
         return servers, jobs
 
     servers, jobs = asyncio.run(asyncio.wait_for(scenario(), 60))
@@ -210,10 +216,8 @@ def test_with_every_server_down_the_client_waits_then_lists_what_is_unfinished(t
     async def scenario():
         [only] = await started(FakeComfy("only", seconds=30))
         jobs = batch(range(2))
-        task = asyncio.create_task(run_jobs(jobs, [only.url], tmp_path / "out", Reporter(stream=io.StringIO()),
-                                            retries=0, retry_delay=0.05, poll_interval=0.1, give_up_after=0.5))
-        while not only.running:
-            await asyncio.sleep(0.02)
+        task = asyncio.create_task(client(jobs, [only], tmp_path, retries=0, poll_interval=0.1, give_up_after=0.5))
+        await until_running(only)
         await only.kill()
         await task
         return jobs
@@ -227,10 +231,8 @@ def test_a_server_that_comes_back_is_used_again(tmp_path):
     async def scenario():
         [only] = await started(FakeComfy("only", seconds=0.5))
         jobs = batch(range(3))
-        task = asyncio.create_task(run_jobs(jobs, [only.url], tmp_path / "out", Reporter(stream=io.StringIO()),
-                                            retries=0, retry_delay=0.05, poll_interval=0.1, give_up_after=30))
-        while not only.running:
-            await asyncio.sleep(0.02)
+        task = asyncio.create_task(client(jobs, [only], tmp_path, retries=0, poll_interval=0.1, give_up_after=30))
+        await until_running(only)
         await only.kill()
         await asyncio.sleep(0.5)
         only.seconds = 0.05
@@ -247,8 +249,7 @@ def test_jobs_a_resumed_report_lists_as_done_are_not_queued_again(tmp_path):
         [only] = await started(FakeComfy("only"))
         jobs = batch(range(3))
         jobs[1].status, jobs[1].server = "ok", "http://earlier:8188"  # as command_line.resume marks it
-        await run_jobs(jobs, [only.url], tmp_path / "out", Reporter(stream=io.StringIO()), retries=1,
-                       retry_delay=0.05, poll_interval=0.2)
+        await client(jobs, [only], tmp_path)
         return only, jobs
 
     only, jobs = asyncio.run(asyncio.wait_for(scenario(), 60))
@@ -269,8 +270,7 @@ def test_a_job_finished_on_a_server_that_dies_before_the_download_is_never_run_a
         steady, dying = await started(FakeComfy("steady", seconds=0.3), DiesAtDownload("dying", seconds=0.05))
         jobs = batch(range(4))
         stream = io.StringIO()
-        await run_jobs(jobs, [steady.url, dying.url], tmp_path / "out", Reporter(stream=stream), retries=1,
-                       retry_delay=0.05, poll_interval=0.1, give_up_after=0.5)
+        await client(jobs, [steady, dying], tmp_path, stream, poll_interval=0.1, give_up_after=0.5)
         return steady, dying, jobs
 
     steady, dying, jobs = asyncio.run(asyncio.wait_for(scenario(), 60))
