@@ -51,6 +51,7 @@ class MotionModelFormat:
     has_mid_block: bool
     has_image_encoder: bool
     max_frames: int
+    image_channels: int = 4  # the image encoder's latent channels (SD1.5's VAE: 4)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ def detect_format(state_dict: Mapping[str, object], name: str) -> MotionModelFor
     kind = "animatelcm_i2v" if has_image_encoder else KINDS_BY_PE_LENGTH.get(pe_length, "animatediff")
     fmt = MotionModelFormat(kind=kind, width=width, pe_length=pe_length,
                             has_mid_block=any(k.startswith("mid_block.motion_modules.") for k in state_dict),
-                            has_image_encoder=has_image_encoder, max_frames=pe_length or COMPUTED_PE_LENGTH)
+                            has_image_encoder=has_image_encoder, max_frames=pe_length or COMPUTED_PE_LENGTH,
+                            image_channels=_image_channels(state_dict))
     _check_layout(state_dict, fmt, name)
     return fmt
 
@@ -146,7 +148,14 @@ def load_motion_model(state_dict: Mapping[str, object], name: str, operations: O
 
 def _build(fmt: MotionModelFormat, **kwargs) -> MotionModel:
     return MotionModel(fmt.width, mid_block=fmt.has_mid_block, pe_length=fmt.pe_length,
-                       image_encoder=fmt.has_image_encoder, **kwargs)
+                       image_encoder=fmt.has_image_encoder, image_channels=fmt.image_channels, **kwargs)
+
+
+def _image_channels(state_dict: Mapping[str, object]) -> int:
+    """The latent channels an I2V image encoder reads (4 for SD1.5; another count for a model trained on another
+    latent space, such as the small proof's)."""
+    conv_in = state_dict.get(IMAGE_ENCODER_PREFIX + "conv_in.weight")
+    return conv_in.shape[1] if conv_in is not None and conv_in.ndim == 4 else 4
 
 
 def quote_keys(keys) -> str:

@@ -264,13 +264,15 @@ class MotionModel(nn.Module):
         pe_length: length of the position encoding the checkpoint stores (AnimateDiff v1: 24, v2/v3: 32), or None
             when it is computed in code (AnimateLCM, 64 frames).
         image_encoder: whether the checkpoint carries the AnimateLCM-I2V adapter (`img_encoder.*` keys): it is then
-            a submodule, so its weights load and are checked with the rest.
+            a submodule, so its weights load and are checked with the rest; `image_channels` the latent channels it
+            reads (4: SD1.5's VAE).
         operations, dtype, device, attention: passed to every `TemporalTransformer` (all but `attention` to the
             image encoder too).
     """
 
     def __init__(self, width: tuple[int, ...] = FULL_WIDTH, mid_block: bool = True, pe_length: int | None = None,
-                 image_encoder: bool = False, operations: Operations = nn, dtype: torch.dtype | None = None,
+                 image_encoder: bool = False, image_channels: int = 4, operations: Operations = nn,
+                 dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None, attention: AttentionFn = attention_sdpa,
                  up_blocks: bool = True):
         super().__init__()
@@ -284,7 +286,7 @@ class MotionModel(nn.Module):
         # encoder module builds on this one (its position encoding).
         from .image_encoder import ImageEncoder
 
-        self.img_encoder = (ImageEncoder(width, operations=operations, dtype=dtype, device=device)
+        self.img_encoder = (ImageEncoder(width, image_channels, operations=operations, dtype=dtype, device=device)
                             if image_encoder else None)
 
     @property

@@ -11,13 +11,17 @@ from pathlib import Path
 from .shapes import STARTS
 from .stages import BY_NAME, STAGES
 
+ADAPTERS = ("layout", "image")
+
 
 @dataclass
 class ModelConfig:
     backbone: str = "tiny"  # "tiny" (the small proof model, pixel space) or "sd15"
     base: str | None = None  # sd15: the SD1.5 checkpoint; tiny: base.safetensors of stage teacher_image
     teacher_motion_module: str | None = None  # the video teacher's motion module (stages motion, direct)
-    lora: str | None = None  # stage motion: the stage-1 LoRA (kohya layout)
+    lora: str | None = None  # stage motion: the stage-1 LoRA (kohya layout); stage adapter: the student's LoRA
+    motion_module: str | None = None  # stage adapter: the distilled student's motion module
+    adapter: str | None = None  # adapter stages: an adapter to start from (ControlNet file, or an I2V motion module)
     lora_rank: int = 64
     lora_alpha: float | None = None  # None = rank (scale 1)
     lora_targets: str = "transformers"  # or "all" (ResBlocks too)
@@ -53,6 +57,8 @@ class TrainConfig:
     v_weighting: bool = False  # teacher stages: v-prediction's loss weights, more on high noise (noise_loss_weights)
     init: str = "paper"  # stage motion: "paper" (LoRA in the online model only) or "merged" (in both)
     motion_init: str = "zero"  # stage teacher_motion/motion/direct: "zero" (fresh) or "teacher" (teacher_motion_module)
+    adapter: str = "layout"  # adapter stages: "layout" (a ControlNet on a per-frame layout) or "image" (I2V encoder)
+    i2v_motion_scale: float = 0.8  # adapter = "image": the encoder's frame-position scale (ALCM_ImageToVideo's)
     mixed_precision: str = "no"  # "no", "fp16", "bf16" (CUDA)
     gradient_checkpointing: bool = False
     seed: int = 0
@@ -117,6 +123,12 @@ class Config:
             raise ValueError(f"stage {stage.name} needs model.teacher_motion_module (the video teacher's)")
         if stage.lora == "given" and model.lora is None:
             raise ValueError(f"stage {stage.name} needs model.lora: the spatial LoRA of stage image")
+        if stage.motion == "student" and model.motion_module is None:
+            raise ValueError(f"stage {stage.name} needs model.motion_module: the distilled student's motion module")
+        if train.adapter not in ADAPTERS:
+            raise ValueError(f"train.adapter must be one of {ADAPTERS}, got {train.adapter!r}")
+        if model.adapter is not None and not stage.adapter:
+            raise ValueError(f"model.adapter is for the adapter stages; stage {stage.name} trains none")
         if train.init not in ("paper", "merged"):
             raise ValueError(f"train.init must be 'paper' or 'merged', got {train.init!r}")
         if train.motion_init not in ("zero", "teacher"):

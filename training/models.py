@@ -18,8 +18,8 @@ import comfy.ops
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, UNetModel
 
 from ..motion_models.motion_module import MotionModel
-from ..patching.motion_injection import (MOTION_LAYER_PATCHES, MotionModuleLayer, insert_motion_layers,
-                                         remove_motion_layers)
+from ..patching.motion_injection import (IMAGE_FEATURES, MOTION_LAYER_PATCHES, ImageFeatureLayer,
+                                         MotionModuleLayer, insert_motion_layers, remove_motion_layers)
 from ..patching.motion_strength import MotionStrength
 
 # A reduced-width SD1.5 UNet in pixel space for the small-scale proof: four levels of two ResBlocks, cross-attention
@@ -121,8 +121,11 @@ class VideoUNet:
     gradient_checkpointing: bool = False
 
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                 motion: MotionModel | None = None) -> torch.Tensor:
-        """x: [B, F, C, H, W]; timesteps: [B] integer; context: [B, T, D]. Returns the noise prediction like x."""
+                 motion: MotionModel | None = None, adapter=None) -> torch.Tensor:
+        """x: [B, F, C, H, W]; timesteps: [B] integer; context: [B, T, D]. Returns the noise prediction like x.
+        `adapter`: a bound adapter (training/adapters.py): its ControlNet output or I2V features go in where ComfyUI
+        puts them (the UNet's `control` argument; the image-feature layers, which need a motion model with an
+        image encoder)."""
         clips, frames = x.shape[:2]
         if motion is None:
             remove_motion_layers(self.unet)
@@ -135,11 +138,17 @@ class VideoUNet:
         patches = [(kind, _checkpointed(run) if self.gradient_checkpointing else run)
                    for kind, run in MOTION_LAYER_PATCHES]
         options = {"cond_or_uncond": [0] * clips, "patches": {"forward_timestep_embed_patch": patches}}
-        out = self.unet(x.flatten(0, 1), timesteps.repeat_interleave(frames).to(x.dtype),
-                        context.repeat_interleave(frames, dim=0), transformer_options=options)
+        flat_x, flat_t = x.flatten(0, 1), timesteps.repeat_interleave(frames).to(x.dtype)
+        flat_context = context.repeat_interleave(frames, dim=0)
+        added = adapter(flat_x, flat_t, flat_context) if adapter is not None else {}
+        if "image_features" in added:
+            options[IMAGE_FEATURES] = added["image_features"]
+        out = self.unet(flat_x, flat_t, flat_context, control=added.get("control"), transformer_options=options)
         return out.unflatten(0, (clips, frames))
 
     def _holds(self, motion: MotionModel) -> bool:
         layers = [m for m in self.unet.modules() if isinstance(m, MotionModuleLayer)]
         transformers = [t for _, t in motion.in_unet_order()]
-        return len(layers) == len(transformers) and all(l.transformer is t for l, t in zip(layers, transformers))
+        image_layers = any(isinstance(m, ImageFeatureLayer) for m in self.unet.modules())
+        return (len(layers) == len(transformers) and all(l.transformer is t for l, t in zip(layers, transformers))
+                and image_layers == (motion.image_encoder is not None))

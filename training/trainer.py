@@ -29,6 +29,7 @@ from ..motion_models.checkpoint import load_motion_model
 from ..motion_models.motion_module import MotionModel
 from ..samplers.schedule import NoiseSchedule
 from ..video.writer import VideoSettings, write_video
+from .adapters import ImageAdapter, LayoutAdapter, conditioned_net, layout_hint, target_copy
 from .backbones import Backbone, load_backbone, save_tiny_backbone
 from .config import Config
 from .consistency import consistency_function, ddim_step, ema_update, guided_eps, noise_loss_weights, pseudo_huber
@@ -44,24 +45,29 @@ STATE = "state.pt"
 LORA_FILE = "lora.safetensors"
 MOTION_FILE = "motion_module.safetensors"
 BASE_FILE = "base.safetensors"
+CONTROLNET_FILE = "controlnet.safetensors"  # adapter = "layout": for ComfyUI's models/controlnet
+I2V_FILE = "i2v_motion_module.safetensors"  # adapter = "image": the motion module with its img_encoder.*
 log = logging.getLogger("animatelcm.training")
 
 
 class Online(nn.Module):
-    """The network being trained, as one module (what DDP wraps): the UNet with the online LoRA and motion model."""
+    """The network being trained, as one module (what DDP wraps): the UNet with the online LoRA, motion model and
+    adapter (a frozen motion model of an adapter stage is here too: it runs in the online model)."""
 
     def __init__(self, video_unet: VideoUNet, backbone: Backbone, lora: SpatialLoRA | None,
-                 motion: MotionModel | None, train_base: bool):
+                 motion: MotionModel | None, train_base: bool, adapter: nn.Module | None = None):
         super().__init__()
         self.motion = motion
+        self.adapter = adapter
         self.lora_updates = nn.ModuleList(lora.updates.values() if lora else [])
         self.base = nn.ModuleList(backbone.trainable_modules() if train_base else [])
         self.__dict__.update(video_unet=video_unet, backbone=backbone, lora=lora)
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, captions: list[str],
+                condition: torch.Tensor | None = None) -> torch.Tensor:
         context = self.backbone.encode_text(captions)
         with self.lora.applied(1.0) if self.lora else nullcontext():
-            return self.video_unet(x, timesteps, context, self.motion)
+            return conditioned_net(self.video_unet, self.motion, self.adapter, condition)(x, timesteps, context)
 
 
 class Trainer:
@@ -105,7 +111,7 @@ class Trainer:
         if self.backbone.text_encoder is not None:
             self.backbone.text_encoder.requires_grad_(stage.trains_base)
         width = motion_width(self.backbone.unet_config)
-        self.teacher_motion = self.lora = self.motion = self.target_motion = None
+        self.teacher_motion = self.lora = self.motion = self.target_motion = self.adapter = self.target_adapter = None
         if model.teacher_motion_module:
             self.teacher_motion = read_motion_model(model.teacher_motion_module, self.device).requires_grad_(False)
         if stage.lora is not None:
@@ -115,7 +121,7 @@ class Trainer:
             self.lora.load_state_dict(load_file(model.lora))
             for p in self.lora.parameters():
                 p.requires_grad_(False)
-            self.lora_scale = 0.0 if train.init == "paper" else 1.0
+            self.lora_scale = 0.0 if train.init == "paper" and stage.lora_in_target == "share" else 1.0
         if stage.trains_motion:
             self.motion = (new_motion_model(width, self.device) if stage.distils else
                            new_motion_model(width, self.device, pe_length=TEACHER_PE_LENGTH))
@@ -126,29 +132,68 @@ class Trainer:
         if stage.ema_motion:
             self.target_motion = new_motion_model(width, self.device).requires_grad_(False)
             self.target_motion.load_state_dict(self.motion.state_dict())
-        self.online = Online(self.video_unet, self.backbone, self.lora, self.motion, stage.trains_base)
+        if stage.adapter:
+            self._build_adapter(width)
+        self.online = Online(self.video_unet, self.backbone, self.lora, self.motion, stage.trains_base, self.adapter)
+
+    def _build_adapter(self, width: tuple[int, ...]) -> None:
+        """The adapter, new or from model.adapter, and the frozen motion model it runs with (the teacher's or the
+        student's); an image encoder becomes that motion model's `img_encoder`, which puts the UNet's image-feature
+        layers in and is saved with it."""
+        model, train = self.config.model, self.config.train
+        if self.stage.motion == "student":
+            self.motion = read_motion_model(model.motion_module, self.device).requires_grad_(False)
+        else:
+            self.motion, self.teacher_motion = self.teacher_motion, None
+        if train.adapter == "layout":
+            self.adapter = LayoutAdapter(self.backbone.unet_config, self.device, train.gradient_checkpointing)
+            if model.adapter is None:  # a copy of the encoder it controls: the student's, its LoRA in
+                with self.lora.applied(1.0) if self.lora else nullcontext():
+                    self.adapter.start_from_unet(self.backbone.unet)
+        else:
+            self.adapter = ImageAdapter(width, self.backbone.channels, train.i2v_motion_scale, self.device)
+            self.motion.img_encoder = self.adapter.encoder
+        if model.adapter is not None:
+            self.adapter.load_file(model.adapter)
+        if self.stage.objective == "consistency training":
+            self.target_adapter = target_copy(self.adapter)
 
     # -- one step --------------------------------------------------------------------------------------------------
 
-    def batch(self) -> tuple[torch.Tensor, list[str]]:
+    def batch(self) -> tuple[torch.Tensor, list[str], torch.Tensor | None]:
+        """Model-space clips, their captions and, for an adapter, their conditions."""
         clips = self.data.sample(self.config.train.batch_size, self.generator)
         videos = clips.videos
         if self.stage.stills:  # one random frame of each clip
             pick = torch.randint(videos.shape[1], (videos.shape[0],), generator=self.generator)
             videos = videos[torch.arange(videos.shape[0]), pick].unsqueeze(1)
-        return self.backbone.encode_video(videos.to(self.device)), clips.captions
+        videos = videos.to(self.device)
+        return self.backbone.encode_video(videos), clips.captions, self.condition(videos)
 
-    def loss(self, x0: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    def condition(self, videos: torch.Tensor) -> torch.Tensor | None:
+        """What the adapter reads from pixel clips: the layout hints (shape masks; edges of folder videos) or the
+        first frame in model space."""
+        if self.adapter is None:
+            return None
+        if self.config.train.adapter == "image":
+            return self.backbone.encode_video(videos[:, :1])
+        side = self.config.data.size // self.backbone.downscale
+        return layout_hint(videos, side, edges=self.config.data.kind == "folder")
+
+    def loss(self, x0: torch.Tensor, captions: list[str], condition: torch.Tensor | None = None) -> torch.Tensor:
         if self.stage.distils:
             return self.consistency_loss(x0, captions)
-        return self.diffusion_loss(x0, captions)
+        if self.stage.objective == "consistency training":
+            return self.consistency_training_loss(x0, captions, condition)
+        return self.diffusion_loss(x0, captions, condition)
 
     def _noised(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         noise = torch.randn(x0.shape, generator=self.generator).to(x0)
         abar = self.alphas_cumprod[t].float().view(-1, *[1] * (x0.ndim - 1))
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise, noise
 
-    def diffusion_loss(self, x0: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    def diffusion_loss(self, x0: torch.Tensor, captions: list[str],
+                       condition: torch.Tensor | None = None) -> torch.Tensor:
         """Noise prediction (the teachers): MSE to the true noise, weighted per timestep as `min_snr_gamma` or
         `v_weighting` say; some captions emptied for guidance."""
         train = self.config.train
@@ -157,7 +202,7 @@ class Trainer:
         t = torch.randint(0, len(self.alphas_cumprod), (x0.shape[0],), generator=self.generator).to(self.device)
         x_t, noise = self._noised(x0, t)
         with self._autocast():
-            eps = self.model(x_t, t, captions)
+            eps = self.model(x_t, t, captions, condition)
         per_sample = (eps.float() - noise).square().flatten(1).mean(dim=1)
         return (per_sample * noise_loss_weights(self.alphas_cumprod, t, train.min_snr_gamma, train.v_weighting)).mean()
 
@@ -165,9 +210,7 @@ class Trainer:
         """d(f_online(x_{t_{n+k}}, t_{n+k}), f_target(x^_{t_n}, t_n)), x^_{t_n} one DDIM step of the guided teacher."""
         train = self.config.train
         b = x0.shape[0]
-        grid = len(self.alphas_cumprod) // train.skip
-        t = (train.skip * torch.randint(1, grid + 1, (b,), generator=self.generator) - 1).to(self.device)
-        s = (t - train.skip).clamp(min=0)
+        t, s = self.timestep_pairs(b)
         low, high = train.guidance
         w = (low + (high - low) * torch.rand(b, generator=self.generator)).to(self.device)
         x_t, _ = self._noised(x0, t)
@@ -186,6 +229,31 @@ class Trainer:
         prediction = consistency_function(x_t, eps.float(), t, self.alphas_cumprod)
         return pseudo_huber(prediction, target, train.huber_c)
 
+    def timestep_pairs(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t_{n+k}, t_n) on the student's grid: t_{n+k} one of skip-1, 2 skip-1, ..., 999 and t_n = t_{n+k} - skip
+        (at least 0)."""
+        skip = self.config.train.skip
+        grid = len(self.alphas_cumprod) // skip
+        t = (skip * torch.randint(1, grid + 1, (count,), generator=self.generator) - 1).to(self.device)
+        return t, (t - skip).clamp(min=0)
+
+    def consistency_training_loss(self, x0: torch.Tensor, captions: list[str],
+                                  condition: torch.Tensor | None) -> torch.Tensor:
+        """d(f_online(x_{t_{n+k}}, t_{n+k}), f_target(x_{t_n}, t_n)): both noised from the same clip with the same
+        noise, the target the EMA adapter's on the same frozen student; no teacher, no solver step."""
+        t, s = self.timestep_pairs(x0.shape[0])
+        x_t, noise = self._noised(x0, t)
+        abar_s = self.alphas_cumprod[s].float().view(-1, *[1] * (x0.ndim - 1))
+        x_s = abar_s.sqrt() * x0 + (1 - abar_s).sqrt() * noise
+        with torch.no_grad(), self._autocast(), self.lora.applied(1.0):
+            context = self.backbone.encode_text(captions)
+            net = conditioned_net(self.video_unet, self.motion, self.target_adapter, condition)
+            target = consistency_function(x_s, net(x_s, s, context).float(), s, self.alphas_cumprod)
+        with self._autocast():
+            eps = self.model(x_t, t, captions, condition)
+        prediction = consistency_function(x_t, eps.float(), t, self.alphas_cumprod)
+        return pseudo_huber(prediction, target, self.config.train.huber_c)
+
     def _target_lora(self):
         if self.stage.lora_in_target == "share":
             return self.lora.applied(self.lora_scale)
@@ -197,8 +265,8 @@ class Trainer:
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
     def update_targets(self) -> None:
-        """The EMA after each optimiser step: LoRA factors (image, direct), motion model (motion, direct), and the
-        target's share of the LoRA (motion)."""
+        """The EMA after each optimiser step: LoRA factors (image, direct), motion model (motion, direct), the
+        target's share of the LoRA (motion), the adapter (adapter)."""
         decay, stage = self.config.train.ema_decay, self.stage
         if stage.lora_in_target == "ema":
             self.lora.update_ema(decay)
@@ -206,10 +274,12 @@ class Trainer:
             ema_update(self.target_motion.parameters(), self.motion.parameters(), decay)
         if stage.lora_in_target == "share":
             self.lora_scale = decay * self.lora_scale + (1 - decay) * 1.0
+        if self.target_adapter is not None:
+            ema_update(self.target_adapter.parameters(), self.adapter.parameters(), decay)
 
     def train_step(self) -> float:
-        x0, captions = self.batch()
-        loss = self.loss(x0, captions)
+        x0, captions, condition = self.batch()
+        loss = self.loss(x0, captions, condition)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -261,12 +331,16 @@ class Trainer:
     # -- files -----------------------------------------------------------------------------------------------------
 
     def exports(self) -> dict[str, dict[str, torch.Tensor]]:
-        """The released layouts: kohya LoRA, AnimateLCM/AnimateDiff motion module; the tiny proof base model."""
+        """The released layouts: kohya LoRA, AnimateLCM/AnimateDiff motion module, ControlNet, AnimateLCM-I2V motion
+        module (the frozen motion module with the trained img_encoder.*); the tiny proof base model is saved apart."""
         files = {}
         if "lora" in self.stage.exports:
             files[LORA_FILE] = self.lora.state_dict()
-        if "motion" in self.stage.exports:
-            files[MOTION_FILE] = {k: v.detach().cpu().contiguous() for k, v in self.motion.state_dict().items()}
+        if "motion" in self.stage.exports or ("adapter" in self.stage.exports and self.config.train.adapter == "image"):
+            name = MOTION_FILE if "motion" in self.stage.exports else I2V_FILE
+            files[name] = {k: v.detach().cpu().contiguous() for k, v in self.motion.state_dict().items()}
+        if "adapter" in self.stage.exports and self.config.train.adapter == "layout":
+            files[CONTROLNET_FILE] = self.adapter.file_weights()
         return files
 
     def save(self) -> None:
@@ -274,6 +348,7 @@ class Trainer:
             return
         state = {"step": self.step, "lora_scale": self.lora_scale, "online": self.online.state_dict(),
                  "target_motion": self.target_motion.state_dict() if self.target_motion else {},
+                 "target_adapter": self.target_adapter.state_dict() if self.target_adapter else {},
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "scaler": self.scaler.state_dict(), "rng": self.generator.get_state()}
         _atomic(self.out / STATE, lambda path: torch.save(state, path))
@@ -287,6 +362,8 @@ class Trainer:
         self.online.load_state_dict(state["online"])
         if self.target_motion is not None:
             self.target_motion.load_state_dict(state["target_motion"])
+        if self.target_adapter is not None:
+            self.target_adapter.load_state_dict(state["target_adapter"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -298,13 +375,17 @@ class Trainer:
     @torch.no_grad()
     def write_samples(self) -> list[Path]:
         """Sample clips of the configured captions with the model as trained so far: students with the AnimateLCM
-        sampler (no guidance), teachers with DDIM 25 steps and guidance."""
+        sampler (no guidance), teachers with DDIM 25 steps and guidance. An adapter samples the conditions of as
+        many fixed clips of the data, with their captions."""
         if self.rank != 0:
             return []
         output = self.config.output
-        student = self.stage.distils
+        student = self.stage.samples_as_student
         frames = 1 if self.stage.stills else self.config.data.frames
-        captions = list(output.sample_captions)
+        captions, condition = list(output.sample_captions), None
+        if self.adapter is not None:
+            clips = self.data.sample(len(captions), torch.Generator().manual_seed(0))
+            captions, condition = clips.captions, self.condition(clips.videos.to(self.device))
         side = self.config.data.size // self.backbone.downscale
         noise = torch.randn(len(captions), frames, self.backbone.channels, side, side,
                             generator=torch.Generator().manual_seed(0))
@@ -312,7 +393,7 @@ class Trainer:
         empty = self.backbone.encode_text([""])
         self.online.eval()
         with self.lora.applied(1.0) if self.lora else nullcontext():
-            net = lambda x, t, c: self.video_unet(x, t, c, self.motion)  # noqa: E731
+            net = conditioned_net(self.video_unet, self.motion, self.adapter, condition)
             clips = sample(net, noise.to(self.device), context, "lcm" if student else "ddim",
                            output.sample_steps if student else 25, uncond=empty,
                            cfg=1.0 if student else 1.0 + float(np.mean(self.config.train.guidance)))

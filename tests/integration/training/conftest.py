@@ -33,10 +33,13 @@ def trained(tmp_path_factory) -> dict[str, Path]:
 
 
 def stage_models(trained: dict[str, Path], stage: str) -> dict:
-    """The [model] settings a stage needs, from the trained fixtures."""
+    """The [model] settings a stage needs, from the trained fixtures. The adapter stage's student is the stage-1
+    LoRA with the teacher's motion module (a stand-in: what it computes is not the point)."""
     model = {"base": str(trained["base"])}
-    if stage in ("motion", "direct"):
+    if stage in ("motion", "direct", "teacher_adapter"):
         model["teacher_motion_module"] = str(trained["teacher_motion"])
-    if stage == "motion":
+    if stage in ("motion", "adapter"):
         model["lora"] = str(trained["lora"])
+    if stage == "adapter":
+        model["motion_module"] = str(trained["teacher_motion"])
     return model
