@@ -48,7 +48,7 @@ class LayoutAdapter(nn.Module):
     def __init__(self, unet_config: dict, device: torch.device | str | None = None,
                  gradient_checkpointing: bool = False):
         super().__init__()
-        config = {k: v for k, v in unet_config.items() if k != "out_channels"}
+        config = {k: v for k, v in unet_config.items() if k not in ("out_channels", "dtype", "device", "operations")}
         self.control = comfy.cldm.cldm.ControlNet(**config, hint_channels=3, dtype=torch.float32, device=device,
                                                   operations=comfy.ops.disable_weight_init)
         reset_parameters(self.control)
