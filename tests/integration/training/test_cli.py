@@ -72,3 +72,51 @@ def test_a_bad_setting_stops_with_the_reason_before_any_work(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(config)],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode != 0 and "stage image needs model.base" in result.stderr
+
+
+ADAPTER_TOML = """
+[model]
+backbone = "sd15"
+base = "{base}"
+lora = "{lora}"
+motion_module = "{motion}"
+lora_rank = 8
+
+[data]
+frames = 2
+size = 32
+
+[train]
+stage = "adapter"
+adapter = "{adapter}"
+steps = 2
+batch_size = 1
+
+[output]
+dir = "{out}"
+sample_steps = 1
+sample_captions = ["a blue circle moving down"]
+"""
+
+
+@pytest.mark.parametrize("adapter", ["layout", "image"])
+def test_torchrun_trains_an_adapter_with_two_ddp_processes(tmp_path, adapter):
+    """Teacher-free adaptation on an SD1.5 student (real layouts, 320 channels at every level)."""
+    from animatelcm.devkit import motion_modules as mm
+    from animatelcm.devkit.lora import lora_file
+    from animatelcm.devkit.sd15_checkpoint import checkpoint_file
+
+    mult = (1, 1, 1, 1)
+    config = tmp_path / "adapter.toml"
+    config.write_text(ADAPTER_TOML.format(base=checkpoint_file(channel_mult=mult), lora=lora_file(channel_mult=mult),
+                                          motion=mm.motion_module_file("animatelcm_t2v", (320,) * 4),
+                                          adapter=adapter, out=tmp_path / "run"))
+    env = dict(os.environ, COMFYUI_PATH=str(comfyui_path()), OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(ROOT / "scripts" / "train.py"), "--config", str(config)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "over 2 process(es)" in result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 2
+    written = {"layout": "controlnet.safetensors", "image": "i2v_motion_module.safetensors"}[adapter]
+    assert (tmp_path / "run" / written).is_file()

@@ -28,6 +28,11 @@ def test_a_file_and_overrides_give_the_settings(tmp_path):
     (BASE, ["train.stage=\"motion\""], "needs model.teacher_motion_module"),
     (BASE + "teacher_motion_module = \"t.safetensors\"\n", ["train.stage=\"motion\""], "needs model.lora"),
     (BASE, ["train.stage=\"teacher_motion\"", "train.motion_init=\"teacher\""], "the motion module to start from"),
+    (BASE + "lora = \"l.safetensors\"\n", ["train.stage=\"adapter\""], "needs model.motion_module"),
+    (BASE + "lora = \"l.safetensors\"\nmotion_module = \"m.ckpt\"\n", ["train.stage=\"adapter\"",
+                                                                      "train.adapter=\"depth\""],
+     "train.adapter must be one of"),
+    (BASE + "adapter = \"c.safetensors\"\n", ["train.stage=\"image\""], "model.adapter is for the adapter stages"),
     (BASE, ["train.skip=30"], "train.skip must divide 1000"),
     (BASE, ["train.guidance=[2.0, 1.0]"], "0 <= low <= high"),
     (BASE, ["train.init=\"both\""], "'paper' or 'merged'"),
@@ -44,7 +49,8 @@ def test_mistakes_are_refused_with_the_reason(tmp_path, text, overrides, message
         Config.load(write(tmp_path, text), overrides)
 
 
-@pytest.mark.parametrize("name", ["sd15_stage1_image", "sd15_stage2_motion", "sd15_direct"])
+@pytest.mark.parametrize("name", ["sd15_stage1_image", "sd15_stage2_motion", "sd15_direct", "sd15_adapter_controlnet",
+                                  "sd15_adapter_i2v"])
 def test_the_shipped_example_configs_are_valid(name):
     from pathlib import Path
 
