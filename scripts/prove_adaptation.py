@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--per-prompt", type=int, default=1, help="clips per prompt (36 prompts) in the evaluation")
     parser.add_argument("--classifier-steps", type=int, default=1500)
     parser.add_argument("--classifiers", type=int, default=2, help="classifiers (seeds) each row averages")
+    parser.add_argument("--reuse-videos", action="store_true",
+                        help="score the clips an earlier evaluation saved in WORK/adaptation/videos instead of sampling "
+                             "them again (only while no run has been retrained since)")
     options = parser.parse_args()
     import_comfyui()
     BOOTSTRAP["import_pack"]()
@@ -46,7 +49,7 @@ def main() -> None:
     from animatelcm.training.proof.adaptation import prove
 
     prove(options.work, options.frames, options.size, options.student_scale, options.scale, options.per_prompt,
-          options.classifier_steps, options.classifiers)
+          options.classifier_steps, options.classifiers, options.reuse_videos)
 
 
 if __name__ == "__main__":

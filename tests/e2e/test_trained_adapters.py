@@ -12,35 +12,10 @@ import numpy as np
 import pytest
 
 from animatelcm.devkit.comfy import ROOT, comfyui_path
+from animatelcm.devkit.training import adapter_config_file
 from animatelcm.devkit.workflows import WORKFLOWS, api_twin, at_test_size, strip_meta
 
 from .conftest import CHECKPOINT, I2V_SIZE, LORA, MOTION_MODEL, SIZE
-
-TOML = """
-[model]
-backbone = "sd15"
-base = "{models}/checkpoints/{checkpoint}"
-lora = "{models}/loras/{lora}"
-motion_module = "{models}/animatediff_models/{motion}"
-lora_rank = 8
-
-[data]
-frames = 2
-size = 32
-
-[train]
-stage = "adapter"
-adapter = "{adapter}"
-steps = 1
-batch_size = 1
-learning_rate = 0.01
-
-[output]
-dir = "{out}"
-sample_steps = 1
-sample_captions = ["a green circle moving up"]
-"""
-
 
 @pytest.fixture(scope="module")
 def trained(server, tmp_path_factory):
@@ -49,9 +24,10 @@ def trained(server, tmp_path_factory):
     names = {}
     for adapter, file, folder in (("layout", "controlnet.safetensors", "controlnet"),
                                   ("image", "i2v_motion_module.safetensors", "animatediff_models")):
-        config = root / f"{adapter}.toml"
-        config.write_text(TOML.format(models=models.resolve(), checkpoint=CHECKPOINT, lora=LORA, motion=MOTION_MODEL,
-                                      adapter=adapter, out=root / adapter))
+        config = adapter_config_file(root / f"{adapter}.toml", models.resolve() / "checkpoints" / CHECKPOINT,
+                                     models.resolve() / "loras" / LORA,
+                                     models.resolve() / "animatediff_models" / MOTION_MODEL, adapter, root / adapter,
+                                     steps=1, learning_rate=0.01)
         env = dict(os.environ, COMFYUI_PATH=str(comfyui_path()), OMP_NUM_THREADS="1")
         result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(config)],
                                 capture_output=True, text=True, env=env, timeout=600)

@@ -31,7 +31,7 @@ from .plan import GUIDANCE, LORA_RANK, PATCH, PLAN, TEACHER_CFG, Run
 
 # the distillation proof's runs the adapters build on: the teachers, and the decoupled student (paper init)
 STUDENT_RUNS = ("teacher_image", "teacher_motion", "stage1_image", "stage2_motion")
-TEACHER_STEPS, ADAPT_STEPS = 300, 200
+TEACHER_STEPS, ADAPT_STEPS = 250, 150
 CONDITIONS = ("layout", "image")
 FILES = {"layout": CONTROLNET_FILE, "image": I2V_FILE}
 I2V_MOTION_SCALE = 0.8
@@ -137,8 +137,14 @@ def control_accuracy(condition: str, videos: torch.Tensor, real: torch.Tensor,
     return sum(100 * iou(foreground(videos, r)[:, frames], given).mean().item() for r in readers) / len(readers)
 
 
-def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_steps: int,
-             classifiers: int) -> list[dict]:
+def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_steps: int, classifiers: int,
+             reuse_videos: bool = False, conditions: tuple[str, ...] = CONDITIONS, teacher_only: bool = False
+             ) -> list[dict]:
+    """Every row's clips are saved in work/adaptation/videos with their sampling time; `reuse_videos` scores the saved
+    ones instead of sampling again (only while no run has been retrained since). `teacher_only`: the teacher's rows
+    alone (they need no student: to sample them while the student trains)."""
+    saved = work / "adaptation" / "videos"
+    saved.mkdir(parents=True, exist_ok=True)
     dataset = MovingShapes(frames=frames, size=size)
     readers = [train_classifier(dataset, steps=classifier_steps, seed=seed, period=PATCH) for seed in range(classifiers)]
     labels, captions = all_labels().repeat(per_prompt, 1), all_captions() * per_prompt
@@ -148,7 +154,7 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
                         generator=torch.Generator().manual_seed(1234))
     models = Models(work, size)
     rows = []
-    for condition in CONDITIONS:
+    for condition in conditions:
         backbone = models(False, condition, None)[0]
         hints = layout_hint(real, side) if condition == "layout" else backbone.encode_video(real[:, :1])
         plan = [("teacher + its adapter", False, f"teacher_{condition}_adapter", "ddim", steps, TEACHER_CFG)
@@ -157,10 +163,16 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
                            ("(a) student + the teacher's adapter, zero-shot", f"teacher_{condition}_adapter"),
                            ("(b) (a) after teacher-free adaptation", f"adapted_{condition}_adapter"),
                            ("(c) teacher-free from scratch, (b)'s budget", f"scratch_{condition}_adapter")):
-            plan += [(label, True, run, "lcm", steps, 1.0) for steps in (1, 2, 4)]
+            plan += [(label, True, run, "lcm", steps, 1.0) for steps in (1, 2, 4) if not teacher_only]
         for label, student, run, method, steps, cfg in plan:
-            backbone, net_for = models(student, condition, run)
-            videos, seconds = generate(backbone, net_for, captions, hints, noise, method, steps, cfg)
+            path = saved / f"{condition}-{'student' if student else 'teacher'}-{run}-{method}-{steps}.pt"
+            if reuse_videos and path.exists():
+                kept = torch.load(path, weights_only=True)
+                videos, seconds = kept["videos"], kept["seconds"]
+            else:
+                backbone, net_for = models(student, condition, run)
+                videos, seconds = generate(backbone, net_for, captions, hints, noise, method, steps, cfg)
+                torch.save({"videos": videos, "seconds": seconds}, path)
             scores = [{**prompt_accuracy(r, videos, labels), "temporal": temporal_consistency(r, videos)}
                       for r in readers]
             rows.append({"condition": condition, "model": label, "sampler": method, "steps": steps, "cfg": cfg,
@@ -172,17 +184,21 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| condition | model | sampler | steps | CFG | control accuracy (IoU %) | prompt accuracy (mean) | "
-             "direction | temporal consistency | ms per clip |", "|---" * 10 + "|"]
+    """The markdown table; (b) and (c) rows also give their control accuracy minus (a)'s at the same steps."""
+    zero_shot = {(r["condition"], r["steps"]): r["control"] for r in rows if r["model"].startswith("(a)")}
+    lines = ["| condition | model | sampler | steps | CFG | control accuracy (IoU %) | vs (a) | prompt accuracy (mean) | "
+             "direction | temporal consistency | ms per clip |", "|---" * 11 + "|"]
     for r in rows:
+        versus = (f"{r['control'] - zero_shot[(r['condition'], r['steps'])]:+.1f}"
+                  if r["model"].startswith(("(b)", "(c)")) and (r["condition"], r["steps"]) in zero_shot else "")
         lines.append(f"| {r['condition']} | {r['model']} | {r['sampler']} | {r['steps']} | {r['cfg']:g} | "
-                     f"{r['control']:.1f} | {r['mean']:.1f} | {r['direction']:.1f} | {r['temporal']:.2f} | "
+                     f"{r['control']:.1f} | {versus} | {r['mean']:.1f} | {r['direction']:.1f} | {r['temporal']:.2f} | "
                      f"{r['ms_per_clip']:.0f} |")
     return "\n".join(lines)
 
 
 def prove(work: Path, frames: int, size: int, student_scale: float, scale: float, per_prompt: int,
-          classifier_steps: int, classifiers: int) -> None:
+          classifier_steps: int, classifiers: int, reuse_videos: bool = False) -> None:
     """Trains (or resumes) the student's runs and the adapters, scores every row, prints the table and writes it to
     work/adaptation (table.md, results.json)."""
     from ..trainer import Trainer
@@ -197,7 +213,7 @@ def prove(work: Path, frames: int, size: int, student_scale: float, scale: float
             seconds[run.name] = time.perf_counter() - began
             print(f"{run.name}: {report['steps']} steps, final loss {report['loss']:.4f}, {seconds[run.name]:.0f} s",
                   flush=True)
-    rows = evaluate(work, frames, size, per_prompt, classifier_steps, classifiers)
+    rows = evaluate(work, frames, size, per_prompt, classifier_steps, classifiers, reuse_videos)
     wall = time.perf_counter() - start
     text = table(rows)
     print(text)

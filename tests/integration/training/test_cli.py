@@ -74,30 +74,6 @@ def test_a_bad_setting_stops_with_the_reason_before_any_work(tmp_path):
     assert result.returncode != 0 and "stage image needs model.base" in result.stderr
 
 
-ADAPTER_TOML = """
-[model]
-backbone = "sd15"
-base = "{base}"
-lora = "{lora}"
-motion_module = "{motion}"
-lora_rank = 8
-
-[data]
-frames = 2
-size = 32
-
-[train]
-stage = "adapter"
-adapter = "{adapter}"
-steps = 2
-batch_size = 1
-
-[output]
-dir = "{out}"
-sample_steps = 1
-sample_captions = ["a blue circle moving down"]
-"""
-
 
 @pytest.mark.parametrize("adapter", ["layout", "image"])
 def test_torchrun_trains_an_adapter_with_two_ddp_processes(tmp_path, adapter):
@@ -105,12 +81,12 @@ def test_torchrun_trains_an_adapter_with_two_ddp_processes(tmp_path, adapter):
     from animatelcm.devkit import motion_modules as mm
     from animatelcm.devkit.lora import lora_file
     from animatelcm.devkit.sd15_checkpoint import checkpoint_file
+    from animatelcm.devkit.training import adapter_config_file
 
     mult = (1, 1, 1, 1)
-    config = tmp_path / "adapter.toml"
-    config.write_text(ADAPTER_TOML.format(base=checkpoint_file(channel_mult=mult), lora=lora_file(channel_mult=mult),
-                                          motion=mm.motion_module_file("animatelcm_t2v", (320,) * 4),
-                                          adapter=adapter, out=tmp_path / "run"))
+    config = adapter_config_file(tmp_path / "adapter.toml", checkpoint_file(channel_mult=mult),
+                                 lora_file(channel_mult=mult), mm.motion_module_file("animatelcm_t2v", (320,) * 4),
+                                 adapter, tmp_path / "run")
     env = dict(os.environ, COMFYUI_PATH=str(comfyui_path()), OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              str(ROOT / "scripts" / "train.py"), "--config", str(config)],
