@@ -38,8 +38,8 @@ def main() -> None:
     parser.add_argument("--classifier-steps", type=int, default=1500)
     parser.add_argument("--classifiers", type=int, default=2, help="classifiers (seeds) each row averages")
     parser.add_argument("--reuse-videos", action="store_true",
-                        help="score the clips an earlier evaluation saved in WORK/adaptation/videos instead of sampling "
-                             "them again (only while no run has been retrained since)")
+                        help="score the clips an earlier evaluation saved in WORK/adaptation/videos instead of "
+                             "sampling them again (only while no run has been retrained since)")
     options = parser.parse_args()
     import_comfyui()
     BOOTSTRAP["import_pack"]()

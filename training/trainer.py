@@ -336,10 +336,12 @@ class Trainer:
         files = {}
         if "lora" in self.stage.exports:
             files[LORA_FILE] = self.lora.state_dict()
-        if "motion" in self.stage.exports or ("adapter" in self.stage.exports and self.config.train.adapter == "image"):
-            name = MOTION_FILE if "motion" in self.stage.exports else I2V_FILE
+        adapter = self.config.train.adapter if "adapter" in self.stage.exports else None
+        if "motion" in self.stage.exports or adapter == "image":
+            # an I2V file is the frozen motion module with the trained encoder in it, as AnimateLCM-I2V is released
+            name = I2V_FILE if adapter == "image" else MOTION_FILE
             files[name] = {k: v.detach().cpu().contiguous() for k, v in self.motion.state_dict().items()}
-        if "adapter" in self.stage.exports and self.config.train.adapter == "layout":
+        if adapter == "layout":
             files[CONTROLNET_FILE] = self.adapter.file_weights()
         return files
 

@@ -19,7 +19,8 @@ from .conftest import CHECKPOINT, I2V_SIZE, LORA, MOTION_MODEL, SIZE
 
 @pytest.fixture(scope="module")
 def trained(server, tmp_path_factory):
-    """Both adapters, trained by scripts/train.py on the server's student and put in its model folders."""
+    """Both adapters, trained by scripts/train.py on the server's student and put in its model folders for this
+    module's tests (taken out after: the server is shared, other tests read its file lists)."""
     root, models = tmp_path_factory.mktemp("adapters"), server.base_dir / "models"
     names = {}
     for adapter, file, folder in (("layout", "controlnet.safetensors", "controlnet"),
@@ -32,9 +33,11 @@ def trained(server, tmp_path_factory):
         result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(config)],
                                 capture_output=True, text=True, env=env, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
-        names[adapter] = f"trained_{adapter}_{file}"
-        shutil.copy(root / adapter / file, models / folder / names[adapter])
-    return names
+        names[adapter] = models / folder / f"trained_{adapter}_{file}"
+        shutil.copy(root / adapter / file, names[adapter])
+    yield {adapter: path.name for adapter, path in names.items()}
+    for path in names.values():
+        path.unlink()
 
 
 def frames_of(server, history: dict) -> np.ndarray:

@@ -52,7 +52,8 @@ def student_runs() -> list[Run]:
 def adapter_config(run: Run, work: Path, frames: int, size: int, scale: float) -> Config:
     """An adapter run's config: the distillation proof's base, teacher motion module and student in `work`."""
     condition = run.settings["adapter"]
-    model = {"backbone": "tiny", "lora_rank": LORA_RANK, "patch": PATCH, "base": str(work / "teacher_image" / BASE_FILE)}
+    model = {"backbone": "tiny", "lora_rank": LORA_RANK, "patch": PATCH,
+             "base": str(work / "teacher_image" / BASE_FILE)}
     if run.stage == "teacher_adapter":
         model["teacher_motion_module"] = str(work / "teacher_motion" / MOTION_FILE)
     else:
@@ -146,7 +147,8 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
     saved = work / "adaptation" / "videos"
     saved.mkdir(parents=True, exist_ok=True)
     dataset = MovingShapes(frames=frames, size=size)
-    readers = [train_classifier(dataset, steps=classifier_steps, seed=seed, period=PATCH) for seed in range(classifiers)]
+    readers = [train_classifier(dataset, steps=classifier_steps, seed=seed, period=PATCH)
+               for seed in range(classifiers)]
     labels, captions = all_labels().repeat(per_prompt, 1), all_captions() * per_prompt
     real = dataset.render(labels, torch.Generator().manual_seed(99))  # the clips whose conditions are given
     side = size // PATCH
@@ -186,8 +188,8 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
 def table(rows: list[dict]) -> str:
     """The markdown table; (b) and (c) rows also give their control accuracy minus (a)'s at the same steps."""
     zero_shot = {(r["condition"], r["steps"]): r["control"] for r in rows if r["model"].startswith("(a)")}
-    lines = ["| condition | model | sampler | steps | CFG | control accuracy (IoU %) | vs (a) | prompt accuracy (mean) | "
-             "direction | temporal consistency | ms per clip |", "|---" * 11 + "|"]
+    lines = ["| condition | model | sampler | steps | CFG | control accuracy (IoU %) | vs (a) | "
+             "prompt accuracy (mean) | direction | temporal consistency | ms per clip |", "|---" * 11 + "|"]
     for r in rows:
         versus = (f"{r['control'] - zero_shot[(r['condition'], r['steps'])]:+.1f}"
                   if r["model"].startswith(("(b)", "(c)")) and (r["condition"], r["steps"]) in zero_shot else "")

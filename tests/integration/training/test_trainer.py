@@ -173,8 +173,9 @@ def test_a_folder_of_captioned_videos_is_training_data(tmp_path):
     run = config("teacher_image", tmp_path / "run")
     run.data.kind, run.data.path = "folder", str(videos)
     trainer = Trainer(run)
-    x0, captions = trainer.batch()
+    x0, captions, condition = trainer.batch()
     assert captions == ["a red square moving left"] * 2 and x0.shape == (2, 1, 3, SIZE, SIZE)
+    assert condition is None  # no adapter: nothing conditions the model
     assert math.isfinite(trainer.train_step())
 
 
