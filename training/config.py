@@ -22,7 +22,7 @@ class ModelConfig:
     lora: str | None = None  # stage motion: the stage-1 LoRA (kohya layout); stage adapter: the student's LoRA
     motion_module: str | None = None  # stage adapter: the distilled student's motion module
     adapter: str | None = None  # adapter stages: an adapter to start from (ControlNet file, or an I2V motion module)
-    lora_rank: int = 64
+    lora_rank: int = 64  # a LoRA trained here; a given one (model.lora) keeps the rank of its file
     lora_alpha: float | None = None  # None = rank (scale 1)
     lora_targets: str = "transformers"  # or "all" (ResBlocks too)
     patch: int = 1  # tiny: pixels per side folded into channels (2: a 32x32 clip is a 12-channel 16x16 one)

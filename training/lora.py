@@ -25,6 +25,17 @@ from .consistency import ema_update
 TARGETS = ("transformers", "all")  # the layers of the spatial transformers; those and the ResBlocks' too
 
 
+def rank_of(state_dict: dict[str, torch.Tensor], source: str = "the LoRA") -> int:
+    """The rank a kohya-layout LoRA was saved with (its down factors' first dimension): a given file loads whatever
+    rank the config names for new ones."""
+    ranks = {value.shape[0] for key, value in state_dict.items() if key.endswith(".lora_down.weight")}
+    if len(ranks) != 1:
+        found = f"ranks {sorted(ranks)}" if ranks else "no lora_down weights"
+        raise ValueError(f"{source} has {found}: the trainer reads a kohya-layout LoRA of one rank, as stage image "
+                         "saves it")
+    return ranks.pop()
+
+
 class LowRankUpdate(nn.Module):
     """Parametrization of one weight: returns weight + scale * (alpha / rank) * up @ down (reshaped like a conv)."""
 
@@ -124,6 +135,7 @@ class SpatialLoRA:
                 down = state_dict[f"{name}.lora_down.weight"].flatten(1)
                 up = state_dict[f"{name}.lora_up.weight"].flatten(1)
                 rescale = float(state_dict[f"{name}.alpha"]) / update.alpha  # a file saved with another alpha
-                for online, ema, value in ((update.down, update.ema_down, down), (update.up, update.ema_up, up * rescale)):
+                pairs = ((update.down, update.ema_down, down), (update.up, update.ema_up, up * rescale))
+                for online, ema, value in pairs:
                     online.copy_(value)
                     ema.copy_(value)

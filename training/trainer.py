@@ -33,7 +33,7 @@ from .adapters import ImageAdapter, LayoutAdapter, conditioned_net, layout_hint,
 from .backbones import Backbone, load_backbone, save_tiny_backbone
 from .config import Config
 from .consistency import consistency_function, ddim_step, ema_update, guided_eps, noise_loss_weights, pseudo_huber
-from .lora import SpatialLoRA
+from .lora import SpatialLoRA, rank_of
 from .models import VideoUNet, motion_width, new_motion_model
 from .sampling import sample
 from .shapes import MovingShapes
@@ -114,11 +114,13 @@ class Trainer:
         self.teacher_motion = self.lora = self.motion = self.target_motion = self.adapter = self.target_adapter = None
         if model.teacher_motion_module:
             self.teacher_motion = read_motion_model(model.teacher_motion_module, self.device).requires_grad_(False)
+        given = load_file(model.lora) if stage.lora == "given" else None
         if stage.lora is not None:
-            self.lora = SpatialLoRA(self.backbone.unet, self.backbone.unet_config, model.lora_rank, model.lora_alpha,
+            rank = model.lora_rank if given is None else rank_of(given, model.lora)
+            self.lora = SpatialLoRA(self.backbone.unet, self.backbone.unet_config, rank, model.lora_alpha,
                                     model.lora_targets)
-        if stage.lora == "given":
-            self.lora.load_state_dict(load_file(model.lora))
+        if given is not None:
+            self.lora.load_state_dict(given)
             for p in self.lora.parameters():
                 p.requires_grad_(False)
             self.lora_scale = 0.0 if train.init == "paper" and stage.lora_in_target == "share" else 1.0

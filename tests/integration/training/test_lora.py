@@ -10,7 +10,7 @@ import comfy.sd
 import comfy.supported_models
 
 from animatelcm.devkit.comfy import model_patcher
-from animatelcm.training.lora import SpatialLoRA
+from animatelcm.training.lora import SpatialLoRA, rank_of
 from animatelcm.training.models import TINY_UNET, new_unet
 
 CONFIG = dict(TINY_UNET, image_size=16)
@@ -97,6 +97,17 @@ def test_a_lora_of_another_rank_is_refused_with_the_reason():
     wrong = SpatialLoRA(other, CONFIG, rank=4, targets="all")
     with pytest.raises(ValueError, match="does not fit this UNet.*same base model, rank and targets"):
         wrong.load_state_dict(lora.state_dict())
+
+
+def test_the_rank_is_read_from_the_file_and_a_file_without_one_rank_is_refused():
+    _, _, lora = unet_with_lora()
+    weights = lora.state_dict()
+    assert rank_of(weights) == 4
+    with pytest.raises(ValueError, match="x.safetensors has no lora_down weights"):
+        rank_of({k: v for k, v in weights.items() if "lora_down" not in k}, "x.safetensors")
+    first = next(k for k in weights if k.endswith(".lora_down.weight"))
+    with pytest.raises(ValueError, match=r"ranks \[2, 4\]"):
+        rank_of({**weights, first: weights[first][:2]})
 
 
 def test_the_ema_factors_follow_the_online_ones():

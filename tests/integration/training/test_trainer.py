@@ -77,6 +77,12 @@ def test_stage2_with_the_lora_merged_into_both_starts_with_equal_weights(trained
         assert all(torch.equal(layer.weight, o) for (layer, _), o in zip(lora_layers(trainer), online))
 
 
+def test_a_given_lora_loads_with_its_own_rank_whatever_the_config_names(trained, tmp_path):
+    trainer = Trainer(config("motion", tmp_path, {**stage_models(trained, "motion"), "lora_rank": 16}))
+    given, loaded = load_file(str(trained["lora"])), trainer.lora.state_dict()
+    assert given.keys() == loaded.keys() and all(torch.equal(given[k], loaded[k]) for k in given)  # rank 4, as saved
+
+
 @pytest.mark.parametrize("stage", ["teacher_motion", "motion", "direct"])
 @pytest.mark.parametrize("motion_init", ["zero", "teacher"])
 def test_motion_init_teacher_starts_from_the_given_motion_module(stage, motion_init, trained, tmp_path):
