@@ -94,15 +94,22 @@ class Models:
 
     def __init__(self, work: Path, size: int):
         self.work, self.size = work, size
+        self.backbones = {}  # student or not -> its backbone, read once (the student's with its LoRA in place)
+
+    def backbone(self, student: bool):
+        if student not in self.backbones:
+            backbone = load_backbone("tiny", str(self.work / "teacher_image" / BASE_FILE), torch.device("cpu"),
+                                     self.size, PATCH)
+            if student:
+                lora = SpatialLoRA(backbone.unet, backbone.unet_config, LORA_RANK)
+                lora.load_state_dict(load_file(str(self.work / "stage1_image" / LORA_FILE)))
+            self.backbones[student] = backbone
+        return self.backbones[student]
 
     def __call__(self, student: bool, condition: str, adapter_run: str | None):
         """(backbone, net_for(hints)): net_for gives net(x, t, c) for `sample` with the adapter of `adapter_run`
-        (None: no adapter) on those hints."""
-        backbone = load_backbone("tiny", str(self.work / "teacher_image" / BASE_FILE), torch.device("cpu"),
-                                 self.size, PATCH)
-        if student:
-            lora = SpatialLoRA(backbone.unet, backbone.unet_config, LORA_RANK)
-            lora.load_state_dict(load_file(str(self.work / "stage1_image" / LORA_FILE)))
+        (None: no adapter) on those hints. The motion model is read for each call: an image adapter goes into it."""
+        backbone = self.backbone(student)
         motion = read_motion_model(str(self.work / ("stage2_motion" if student else "teacher_motion") / MOTION_FILE),
                                    torch.device("cpu"))
         adapter = None
@@ -161,8 +168,7 @@ def evaluate(work: Path, frames: int, size: int, per_prompt: int, classifier_ste
     models = Models(work, size)
     rows = []
     for condition in conditions:
-        backbone = models(False, condition, None)[0]
-        hints = layout_hint(real, side) if condition == "layout" else backbone.encode_video(real[:, :1])
+        hints = layout_hint(real, side) if condition == "layout" else models.backbone(False).encode_video(real[:, :1])
         plan = [("teacher + its adapter", False, f"teacher_{condition}_adapter", "ddim", steps, TEACHER_CFG)
                 for steps in (4, 50)]
         for label, run in (("student, no adapter", None),

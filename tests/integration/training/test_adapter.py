@@ -141,7 +141,7 @@ def test_an_adapter_starts_from_an_existing_one(adapter, trained, tmp_path):
     trainer = Trainer(config("adapter", tmp_path / "adapted", {**stage_models(trained, "adapter"),
                                                                 "adapter": str(given)}, adapter=adapter))
     weights = read_state_dict(str(given))
-    ours = (trainer.adapter.file_weights())
+    ours = trainer.adapter.file_weights()
     shared = [k for k in ours if k in weights]
     assert len(shared) == len(ours)
     assert all(torch.equal(ours[k], weights[k].float()) for k in shared)
